@@ -1,0 +1,45 @@
+"""Pipelines to trace: the built-in offline ones (``tiny``) and real checkpoints (``load``).
+
+``tiny(name)`` builds the REAL diffusers pipeline class of a model family from small configs in code
+(one family per module: ``sd3``, ...), with tokenizers built in code (``tokenizers``), deterministic: two
+constructions give the same weights, tokenizers and images, and the caller's RNG state is untouched.
+``tiny_call_kwargs(name)`` gives the call keyword arguments of a fast run (few steps, short T5 padding),
+since a pipeline class's ``__call__`` defaults cannot be changed on an instance.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+from diffusers import DiffusionPipeline
+
+from interp.pipelines.loading import load
+
+# name -> (module of interp.pipelines, variant passed to its build())
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "sd3": ("sd3", "sd3"),
+    "sd3.5": ("sd3", "sd3.5"),
+}
+SUPPORTED_TINY: tuple[str, ...] = tuple(_REGISTRY)
+
+__all__ = ["SUPPORTED_TINY", "load", "tiny", "tiny_call_kwargs"]
+
+
+def _module(name: str):
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown tiny pipeline {name!r}; supported: {', '.join(SUPPORTED_TINY)}")
+    module_name, variant = _REGISTRY[name]
+    return importlib.import_module(f"interp.pipelines.{module_name}"), variant
+
+
+def tiny(name: str = "sd3", *, dtype: torch.dtype = torch.float32) -> DiffusionPipeline:
+    """Build the built-in offline pipeline ``name`` (one of ``SUPPORTED_TINY``), in eval mode, no download."""
+    module, variant = _module(name)
+    return module.build(variant, dtype=dtype)
+
+
+def tiny_call_kwargs(name: str = "sd3") -> dict:
+    """Keyword arguments for a fast call of ``tiny(name)`` (a fresh dict; add prompt, generator, ...)."""
+    module, _ = _module(name)
+    return dict(module.FAST_CALL_KWARGS)

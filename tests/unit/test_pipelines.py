@@ -1,0 +1,208 @@
+"""Built-in offline pipelines: they generate, are identical across constructions, keep the caller's RNG
+state, and their in-code tokenizers behave like the real ones (whole GenEval words, CLIP EOS vs padding)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import pytest
+import torch
+from diffusers import (
+    FluxPipeline,
+    PixArtSigmaPipeline,
+    StableDiffusion3Pipeline,
+    StableDiffusionXLPipeline,
+)
+
+import interp.pipelines as pipelines
+from interp.pipelines import tokenizers
+
+EXPECTED_CLASS = {
+    "sd3": StableDiffusion3Pipeline,
+    "sd3.5": StableDiffusion3Pipeline,
+    "sdxl": StableDiffusionXLPipeline,
+    "flux": FluxPipeline,
+    "pixart": PixArtSigmaPipeline,
+}
+
+
+def geneval_prompts() -> list[str]:
+    text = resources.files("interp.data").joinpath("geneval/evaluation_metadata.jsonl").read_text("utf-8")
+    return [json.loads(line)["prompt"] for line in text.splitlines() if line.strip()]
+
+
+def modules(pipe) -> dict[str, torch.nn.Module]:
+    return {k: v for k, v in pipe.components.items() if isinstance(v, torch.nn.Module)}
+
+
+def tokenizer_components(pipe) -> dict:
+    return {k: v for k, v in pipe.components.items() if k.startswith("tokenizer") and v is not None}
+
+
+def tokenizer_definition(tok) -> dict:
+    """The backend tokenizer's definition, without its padding/truncation state (which calls change)."""
+    definition = json.loads(tok.backend_tokenizer.to_str())
+    return {k: v for k, v in definition.items() if k not in ("padding", "truncation")}
+
+
+def generate(pipe, name: str, steps: int = 2) -> torch.Tensor:
+    kwargs = pipelines.tiny_call_kwargs(name) | {"num_inference_steps": steps}
+    return pipe(
+        "a photo of a cat", generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs
+    ).images
+
+
+def test_supported_list_is_complete():
+    assert pipelines.SUPPORTED_TINY[0] == "sd3"
+    assert set(pipelines.SUPPORTED_TINY) <= set(EXPECTED_CLASS)
+
+
+@pytest.mark.parametrize("name", pipelines.SUPPORTED_TINY)
+def test_tiny_generates_identically_across_constructions(name):
+    a, b = pipelines.tiny(name), pipelines.tiny(name)
+    assert type(a) is EXPECTED_CLASS[name]
+    ma, mb = modules(a), modules(b)
+    assert ma.keys() == mb.keys() and ma
+    for key, module in ma.items():
+        assert not any(m.training for m in module.modules()), f"{key} is not in eval mode"
+        sa, sb = module.state_dict(), mb[key].state_dict()
+        assert sa.keys() == sb.keys()
+        assert all(torch.equal(sa[p], sb[p]) for p in sa), f"{key} weights differ between constructions"
+    ta, tb = tokenizer_components(a), tokenizer_components(b)
+    assert ta.keys() == tb.keys() and ta
+    for key, tok in ta.items():
+        assert tokenizer_definition(tok) == tokenizer_definition(tb[key]), key
+        assert tok.get_vocab() == tb[key].get_vocab()
+    image_a, image_b = generate(a, name), generate(b, name)
+    assert image_a.dtype == torch.float32 and image_a.ndim == 4 and image_a.shape[:2] == (1, 3)
+    assert torch.isfinite(image_a).all() and image_a.std() > 0
+    assert torch.equal(image_a, image_b)
+
+
+@pytest.mark.parametrize("name", pipelines.SUPPORTED_TINY)
+def test_tiny_leaves_callers_rng_state_alone(name):
+    torch.manual_seed(1234)
+    expected = torch.rand(8)
+    torch.manual_seed(1234)
+    state = torch.get_rng_state()
+    pipelines.tiny(name)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(torch.rand(8), expected)
+
+
+def test_tiny_dtype():
+    pipe = pipelines.tiny("sd3", dtype=torch.bfloat16)
+    dtypes = {p.dtype for m in modules(pipe).values() for p in m.parameters()}
+    assert dtypes == {torch.bfloat16}
+    with pytest.raises(ValueError, match="floating point"):
+        pipelines.tiny("sd3", dtype=torch.int64)
+
+
+def test_unknown_name_lists_supported():
+    with pytest.raises(ValueError) as err:
+        pipelines.tiny("sd4")
+    for name in pipelines.SUPPORTED_TINY:
+        assert repr(name)[1:-1] in str(err.value)
+    with pytest.raises(ValueError, match="sd3.5"):
+        pipelines.tiny_call_kwargs("nope")
+
+
+def test_tiny_call_kwargs_is_a_fresh_dict():
+    kwargs = pipelines.tiny_call_kwargs("sd3")
+    kwargs["num_inference_steps"] = 99
+    assert pipelines.tiny_call_kwargs("sd3")["num_inference_steps"] != 99
+
+
+# --- tokenizers ---------------------------------------------------------------------------------------
+
+
+def test_word_list_covers_geneval_and_is_stable():
+    words = {w.lower() for p in geneval_prompts() for w in p.split()}
+    assert words <= set(tokenizers.word_list())
+    assert tokenizers.word_list() == tuple(sorted(set(tokenizers.word_list())))
+
+
+@pytest.mark.parametrize("pad_token", [tokenizers.CLIP_EOS, "!"])
+def test_clip_tokenizes_geneval_words_whole(pad_token):
+    tok = tokenizers.clip_tokenizer(pad_token=pad_token)
+    for prompt in geneval_prompts():
+        words = prompt.lower().split()
+        ids = tok(prompt).input_ids
+        assert tok.convert_ids_to_tokens(ids) == [
+            tokenizers.CLIP_BOS,
+            *(w + "</w>" for w in words),
+            tokenizers.CLIP_EOS,
+        ]
+        assert tok.decode(ids, skip_special_tokens=True) == prompt.lower()
+
+
+def test_clip_vocabulary_layout():
+    tok = tokenizers.clip_tokenizer()
+    vocab = tok.get_vocab()
+    n = len(vocab)
+    assert len(tok) == n
+    assert (tok.bos_token_id, tok.eos_token_id) == (n - 2, n - 1)  # specials at the highest ids
+    assert sorted(vocab.values()) == list(range(n))
+    # byte-level alphabet: any byte sequence tokenizes without unknown tokens
+    ids = tok("naïve café ✓ 42%").input_ids
+    assert tok.eos_token_id not in ids[1:-1]
+    assert tokenizer_definition(tokenizers.clip_tokenizer()) == tokenizer_definition(tok)
+
+
+def test_clip_eos_versus_padding():
+    clip_l, clip_g = tokenizers.clip_tokenizer(), tokenizers.clip_tokenizer(pad_token="!")
+    prompt = "a photo of a cat"
+    n_words = len(prompt.split())
+    for tok, pad_string in ((clip_l, tokenizers.CLIP_EOS), (clip_g, "!")):
+        ids = tok(prompt, padding="max_length", max_length=77).input_ids
+        assert len(ids) == 77 == tok.model_max_length
+        assert ids[0] == tok.bos_token_id and ids[n_words + 1] == tok.eos_token_id
+        assert tok.convert_ids_to_tokens(ids[n_words + 2 :]) == [pad_string] * (77 - n_words - 2)
+    assert clip_l.pad_token_id == clip_l.eos_token_id
+    assert clip_g.pad_token_id == 0 and clip_g.pad_token_id != clip_g.eos_token_id
+    g_ids = clip_g(prompt, padding="max_length", max_length=77).input_ids
+    assert g_ids.count(clip_g.eos_token_id) == 1  # CLIP-G's EOS is the only end-of-text token
+
+
+@pytest.mark.parametrize("name", ["sd3", "sd3.5"])
+def test_pipeline_clip_tokenizers_and_pooling_at_eos(name):
+    pipe = pipelines.tiny(name)
+    assert pipe.tokenizer.pad_token_id == pipe.tokenizer.eos_token_id
+    assert pipe.tokenizer_2.convert_ids_to_tokens(pipe.tokenizer_2.pad_token_id) == "!"
+    for tok, enc in ((pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2)):
+        ids = tok(["a photo of a cat", "two dogs"], padding="max_length", max_length=77, return_tensors="pt")
+        out = enc(ids.input_ids, output_hidden_states=True)
+        eos_pos = torch.tensor([6, 3])  # BOS + words
+        assert (ids.input_ids[torch.arange(2), eos_pos] == tok.eos_token_id).all()
+        # the pooled embedding is the projection of the final-norm hidden state at the real EOS
+        hidden = out.last_hidden_state[torch.arange(2), eos_pos]
+        torch.testing.assert_close(out.text_embeds, enc.text_projection(hidden), rtol=0, atol=0)
+
+
+def test_t5_tokenizer():
+    tok = tokenizers.t5_tokenizer()
+    assert (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) == (0, 1, 2)
+    for prompt in geneval_prompts():
+        tokens = tok.convert_ids_to_tokens(tok(prompt).input_ids)
+        assert tokens == [tokenizers.T5_SPACE + w for w in prompt.split()] + ["</s>"]
+    enc = tok("a red cat, 3 Zebras!", padding="max_length", max_length=16)
+    assert tok.unk_token_id not in enc.input_ids
+    n = enc.attention_mask.count(1)
+    assert enc.input_ids[n - 1] == tok.eos_token_id and enc.input_ids[n:] == [tok.pad_token_id] * (16 - n)
+    assert tokenizer_definition(tokenizers.t5_tokenizer()) == tokenizer_definition(tok)
+
+
+# --- load() errors (the round trip is in tests/integration) -----------------------------------------------
+
+
+def test_load_refuses_missing_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        pipelines.load(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="hub id"):
+        pipelines.load("./no/such/folder")
+
+
+def test_load_refuses_folder_without_pipeline(tmp_path):
+    with pytest.raises(ValueError, match="model_index.json"):
+        pipelines.load(tmp_path)
