@@ -1,8 +1,15 @@
 """interp: attention statistics and causal edits for text-to-image diffusion models.
 
 The public surface is small: ``tracer.trace`` opens a trace on a diffusers pipeline; inside its
-``with`` block, ``record(...)`` and the edit presets (``mask_topk``, ...) declare a plan; the
-pipeline runs when the block exits. See ``docs/`` for the concepts and exact definitions.
+``with`` block, ``record(...)`` (and the edit presets) declare a plan; the pipeline runs when the
+block exits. ``interp.pipelines`` builds offline test pipelines and loads real checkpoints;
+``interp.store`` opens what traces wrote. See ``docs/`` for the concepts and exact definitions.
 """
 
 __version__ = "0.1.0"
+
+from interp import pipelines, tracer  # noqa: E402
+from interp.plan import PlanError, record  # noqa: E402
+from interp.store.zarr_io import open_store  # noqa: E402
+
+__all__ = ["PlanError", "open_store", "pipelines", "record", "tracer"]

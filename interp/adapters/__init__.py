@@ -1,0 +1,35 @@
+"""Architecture adapters: one model family per module, chosen by the pipeline's class.
+
+``adapter_for(pipe)`` returns the adapter of a supported pipeline or raises ``UnsupportedPipeline``
+with the list of supported classes. Adapters register themselves in ``ADAPTERS`` (order matters only
+if two could match the same class, which none do).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from interp.adapters.base import Adapter, SiteInfo, TokenLayout
+from interp.adapters.sd3 import SD3Adapter
+
+ADAPTERS: list[type[Adapter]] = [SD3Adapter]
+
+
+class UnsupportedPipeline(TypeError):
+    """The object is not a pipeline any adapter describes."""
+
+
+def supported_pipelines() -> list[str]:
+    return sorted(c for a in ADAPTERS for c in a.pipeline_classes)
+
+
+def adapter_for(pipe: Any) -> Adapter:
+    for cls in ADAPTERS:
+        if cls.matches(pipe):
+            return cls()
+    raise UnsupportedPipeline(
+        f"{type(pipe).__name__} is not a supported pipeline; supported: {', '.join(supported_pipelines())}"
+    )
+
+
+__all__ = ["Adapter", "SiteInfo", "TokenLayout", "adapter_for", "supported_pipelines", "UnsupportedPipeline"]

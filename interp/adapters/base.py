@@ -1,0 +1,215 @@
+"""What an architecture adapter describes, and nothing more.
+
+Design
+------
+Interception is generic (``interp.sites``): every supported processor ends in
+``F.scaled_dot_product_attention`` with the final per-head q, k, v. What differs between model
+families is *description*: which modules are the attention sites and how they are grouped into
+blocks, which tokens the keys and queries of each site are (the token layout), how the batch rows of
+a denoiser call map to CFG branches, how the denoiser receives its timestep, and how a site's module
+output splits into image and text streams. An adapter answers exactly these questions for one family
+(one family per file, as diffusers does), so adding a model never touches the tracer or the kernels.
+
+Token layouts are plain numpy arrays (one entry per key), built from the same tokenizers and the same
+arguments the pipeline used; the tracer checks their length against the keys it actually sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+IMAGE, TEXT = "image", "text"
+STREAMS = (IMAGE, TEXT)
+BRANCHES = ("uncond", "cond")
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """One attention module of the denoiser.
+
+    ``path`` is the module path inside the denoiser (``transformer_blocks.12.attn``): the stable
+    identity of a site. ``block`` is the block index a bare integer addresses; ``primary`` says
+    whether the integer addresses this site (a block can hold several attentions). ``key_layout`` and
+    ``query_layout`` name token layouts the adapter builds per trace. ``unused_query_streams`` lists
+    query streams whose outputs the model discards (SD3's last, context-pre-only block computes text
+    rows and drops them): the default query set excludes them.
+    """
+
+    path: str
+    block: int
+    kind: str
+    primary: bool
+    key_layout: str
+    query_layout: str
+    unused_query_streams: tuple[str, ...] = ()
+
+
+@dataclass
+class TokenLayout:
+    """Identity of every token of one sequence, for one CFG branch (one entry per position)."""
+
+    modality: np.ndarray  # "image" | "text"
+    encoder: np.ndarray  # "image", "CLIP-L/G", "T5", ...
+    token_id: np.ndarray  # int64, -1 for image tokens
+    token_str: np.ndarray  # str, "" for image tokens
+    is_bos: np.ndarray
+    is_eos: np.ndarray
+    is_pad: np.ndarray
+    image_row: np.ndarray  # int64, -1 for text tokens
+    image_col: np.ndarray
+    valid: np.ndarray = field(default=None)  # bool: a key the softmax can give mass to (padding masks)
+
+    def __post_init__(self) -> None:
+        if self.valid is None:
+            self.valid = np.ones(len(self.modality), dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.modality)
+
+    @staticmethod
+    def concat(parts: Sequence[TokenLayout]) -> TokenLayout:
+        names = (
+            "modality",
+            "encoder",
+            "token_id",
+            "token_str",
+            "is_bos",
+            "is_eos",
+            "is_pad",
+            "image_row",
+            "image_col",
+            "valid",
+        )
+        return TokenLayout(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in names})
+
+
+def image_layout(rows: int, cols: int) -> TokenLayout:
+    """Image patches in row-major order (the order every supported patch embedding produces)."""
+    n = rows * cols
+    r, c = np.divmod(np.arange(n, dtype=np.int64), cols)
+    return TokenLayout(
+        modality=np.full(n, IMAGE, dtype=object).astype(str),
+        encoder=np.full(n, "image", dtype=object).astype(str),
+        token_id=np.full(n, -1, dtype=np.int64),
+        token_str=np.full(n, "", dtype=object).astype(str),
+        is_bos=np.zeros(n, bool),
+        is_eos=np.zeros(n, bool),
+        is_pad=np.zeros(n, bool),
+        image_row=r,
+        image_col=c,
+    )
+
+
+def text_layout(
+    ids: Sequence[int],
+    tokens: Sequence[str],
+    encoder: str,
+    *,
+    bos_id: int | None,
+    eos_id: int | None,
+    pad_id: int | None,
+    attention_mask: Sequence[int] | None = None,
+) -> TokenLayout:
+    """Text tokens with BOS / EOS / padding flags told apart by position.
+
+    CLIP pads with its own end-of-text token, so EOS is the *first* end-of-text position and every
+    later position is padding, whatever its id; padding also covers ``pad_id`` positions after EOS.
+    """
+    ids_arr = np.asarray(ids, dtype=np.int64)
+    n = len(ids_arr)
+    pos = np.arange(n)
+    is_bos = (pos == 0) & (ids_arr == bos_id) if bos_id is not None else np.zeros(n, bool)
+    eos_positions = np.flatnonzero(ids_arr == eos_id) if eos_id is not None else np.array([], int)
+    first_eos = int(eos_positions[0]) if len(eos_positions) else n
+    is_eos = pos == first_eos
+    is_pad = pos > first_eos
+    if pad_id is not None and pad_id != eos_id:
+        is_pad |= (ids_arr == pad_id) & (pos > first_eos)
+    valid = np.ones(n, bool) if attention_mask is None else np.asarray(attention_mask, bool)
+    return TokenLayout(
+        modality=np.full(n, TEXT, dtype=object).astype(str),
+        encoder=np.full(n, encoder, dtype=object).astype(str),
+        token_id=ids_arr,
+        token_str=np.asarray([str(t) for t in tokens], dtype=object).astype(str),
+        is_bos=is_bos,
+        is_eos=is_eos,
+        is_pad=is_pad,
+        image_row=np.full(n, -1, np.int64),
+        image_col=np.full(n, -1, np.int64),
+        valid=valid,
+    )
+
+
+def unknown_text_layout(n: int, encoder: str) -> TokenLayout:
+    """Text keys whose tokens are unknown (the caller passed embeddings instead of a prompt)."""
+    return text_layout([-1] * n, ["?"] * n, encoder, bos_id=None, eos_id=None, pad_id=None)
+
+
+@dataclass(frozen=True)
+class DenoiserCall:
+    """What the step clock reads from one denoiser call."""
+
+    timestep: float
+    batch: int
+    latent_hw: tuple[int, int]
+
+
+class Adapter:
+    """Base class of the per-family adapters. Subclasses fill in the class attributes and methods."""
+
+    name: str = ""
+    pipeline_classes: tuple[str, ...] = ()
+    denoiser_attr: str = "transformer"
+    timestep_scale: float = 1.0  # the denoiser receives scheduler timesteps divided by this
+
+    @classmethod
+    def matches(cls, pipe: Any) -> bool:
+        return type(pipe).__name__ in cls.pipeline_classes
+
+    def denoiser(self, pipe: Any) -> nn.Module:
+        return getattr(pipe, self.denoiser_attr)
+
+    def sites(self, pipe: Any) -> list[SiteInfo]:
+        raise NotImplementedError
+
+    def groups(self, sites: Sequence[SiteInfo]) -> dict[str, list[str]]:
+        """Named groups of site paths; every adapter has ``all``."""
+        return {"all": [s.path for s in sites]}
+
+    def read_call(self, args: tuple, kwargs: dict[str, Any]) -> DenoiserCall:
+        raise NotImplementedError
+
+    def branches(self, batch: int, call: int, cfg: bool) -> list[str]:
+        """CFG branch of each batch row of a denoiser call ([uncond, cond] halves under CFG)."""
+        if cfg and batch % 2 == 0 and call == 0:
+            half = batch // 2
+            return ["uncond"] * half + ["cond"] * half
+        return ["cond"] * batch
+
+    def layout(
+        self,
+        pipe: Any,
+        name: str,
+        text: str | None,
+        call_kwargs: dict[str, Any],
+        call: DenoiserCall,
+        n_keys: int,
+    ) -> TokenLayout:
+        """The token layout ``name`` for one branch's text (None: unknown, embeddings were passed).
+
+        ``n_keys`` is the key count the site actually saw; the tracer checks the result against it.
+        """
+        raise NotImplementedError
+
+    def split_output(self, site: SiteInfo, output: Any) -> dict[str, torch.Tensor]:
+        """A site module's output as {stream: (batch, tokens, channels)} after the output projection."""
+        raise NotImplementedError
+
+    def uses_cfg(self, pipe: Any) -> bool:
+        return bool(getattr(pipe, "do_classifier_free_guidance", False))

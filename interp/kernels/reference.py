@@ -1,0 +1,162 @@
+"""Exact reference kernels for attention statistics (fp32, chunked over queries).
+
+Design
+------
+This is the oracle every other implementation is tested against, and the path used on CPU. It takes
+the final per-head ``q`` (B, H, Nq, D) and ``k`` (B, H, Nk, D) that the model passed to
+``scaled_dot_product_attention``, an optional additive logit ``bias`` broadcastable to
+(B, H, Nq, Nk) (padding masks become -inf), and the query rows that define the query set Q. It walks
+Q in chunks sized so that one chunk of the attention matrix, (B, H, chunk, Nk) in fp32, stays under
+``chunk_bytes``; no more than one chunk is ever alive. Per chunk it forms the logits
+s_ij = q_i . k_j * scale + b_ij, the row log-sum-exp lse_i and A = exp(s - lse), and accumulates:
+
+- column sums of A over Q (incoming mass m_j = (1/|Q|) sum_i A_ij),
+- per-row entropy through H_i = lse_i - sum_j A_ij s_ij (the identity of DESIGN.md section 3; terms
+  with A_ij = 0 contribute 0, so -inf biases are safe),
+- per-row top-k probability sums for ``query_topk``.
+
+Everything returned stays on the input's device (no ``.item()``, no host sync).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class StatRequest:
+    """Which statistics one site call needs. ``top``: ranks kept; ``k``: concentration budget."""
+
+    mass: bool = False
+    mass_full: bool = False
+    entropy: bool = False
+    mass_topk: bool = False
+    query_topk: bool = False
+    top: int = 8
+    k: int = 5
+
+    @property
+    def needs_mass(self) -> bool:
+        return self.mass or self.mass_full or self.mass_topk
+
+    @property
+    def any(self) -> bool:
+        return self.needs_mass or self.entropy or self.query_topk
+
+
+def mask_to_bias(attn_mask: Tensor | None, dtype: torch.dtype = torch.float32) -> Tensor | None:
+    """SDPA's ``attn_mask`` (bool: True = attend; float: additive) as an additive fp32 bias."""
+    if attn_mask is None:
+        return None
+    if attn_mask.dtype == torch.bool:
+        return torch.zeros(attn_mask.shape, dtype=dtype, device=attn_mask.device).masked_fill(
+            ~attn_mask, float("-inf")
+        )
+    return attn_mask.to(dtype)
+
+
+def _chunk_rows(b: int, h: int, nk: int, chunk_bytes: int) -> int:
+    return max(1, chunk_bytes // max(1, b * h * nk * 4))
+
+
+def attention_stats(
+    q: Tensor,
+    k: Tensor,
+    *,
+    scale: float,
+    query_rows: Tensor,
+    request: StatRequest,
+    bias: Tensor | None = None,
+    chunk_bytes: int = 32 << 20,
+) -> dict[str, Tensor]:
+    """Exact statistics of softmax(q k^T * scale + bias) over the query rows ``query_rows``.
+
+    Returns tensors shaped (B, H) or (B, H, ranks) / (B, H, Nk): ``mass_per_key``, ``max_mass``,
+    ``argmax_key``, ``topk_keys``, ``topk_mass``, ``entropy``, ``mass_topk``, ``query_topk`` (only
+    those the request needs).
+    """
+    b, h, _, _ = q.shape
+    nk = k.shape[-2]
+    nq_set = int(query_rows.numel())
+    if nq_set == 0:
+        raise ValueError("empty query set")
+    kf = k.float().transpose(-1, -2)
+    dev = q.device
+    col_sum = torch.zeros(b, h, nk, dtype=torch.float32, device=dev) if request.needs_mass else None
+    ent_sum = torch.zeros(b, h, dtype=torch.float32, device=dev) if request.entropy else None
+    qtk_sum = torch.zeros(b, h, dtype=torch.float32, device=dev) if request.query_topk else None
+    kq = min(request.k, nk)
+    step = _chunk_rows(b, h, nk, chunk_bytes)
+    for start in range(0, nq_set, step):
+        rows = query_rows[start : start + step]
+        s = torch.matmul(q.index_select(2, rows).float(), kf).mul_(scale)
+        if bias is not None:
+            bb = bias if bias.shape[-2] == 1 else bias.index_select(-2, rows)
+            s = s + bb
+        lse = torch.logsumexp(s, dim=-1, keepdim=True)
+        a = torch.exp(s - lse)
+        if col_sum is not None:
+            col_sum += a.sum(dim=-2)
+        if ent_sum is not None:
+            a_s = torch.where(a > 0, a * s, torch.zeros((), device=dev))
+            ent_sum += (lse.squeeze(-1) - a_s.sum(dim=-1)).sum(dim=-1)
+        if qtk_sum is not None:
+            qtk_sum += a.topk(kq, dim=-1).values.sum(dim=-1).sum(dim=-1)
+        del s, a, lse
+    out: dict[str, Tensor] = {}
+    if col_sum is not None:
+        out.update(mass_summaries(col_sum / nq_set, request))
+    if ent_sum is not None:
+        out["entropy"] = ent_sum / nq_set
+    if qtk_sum is not None:
+        out["query_topk"] = qtk_sum / nq_set
+    return out
+
+
+def mass_summaries(mass: Tensor, request: StatRequest) -> dict[str, Tensor]:
+    """Summaries of an incoming-mass vector (B, H, Nk): max, argmax, top ranks, top-k sum."""
+    out: dict[str, Tensor] = {}
+    nk = mass.shape[-1]
+    if request.mass_full:
+        out["mass_per_key"] = mass
+    if request.mass:
+        top = min(request.top, nk)
+        vals, idx = mass.topk(top, dim=-1)
+        if top < request.top:  # fewer keys than ranks: pad, never invent keys
+            pad = request.top - top
+            vals = torch.cat([vals, vals.new_full((*vals.shape[:-1], pad), float("nan"))], dim=-1)
+            idx = torch.cat([idx, idx.new_full((*idx.shape[:-1], pad), -1)], dim=-1)
+        out["max_mass"] = vals[..., 0]
+        out["argmax_key"] = idx[..., 0].to(torch.int32)
+        out["topk_keys"] = idx.to(torch.int32)
+        out["topk_mass"] = vals
+    if request.mass_topk:
+        out["mass_topk"] = mass.topk(min(request.k, nk), dim=-1).values.sum(dim=-1)
+    return out
+
+
+def activation_norms(
+    x: Tensor, rows_by_stream: dict[str, Tensor], ords: tuple[str, ...]
+) -> tuple[Tensor, Tensor]:
+    """Max and 95th percentile over tokens of per-token norms, per stream and norm order.
+
+    ``x`` is (B, H, N, D) (``pre_out``: the attention output per head) or (B, N, C) (``post_out``).
+    Returns two tensors shaped (*lead, n_streams, n_ords), lead = (B, H) or (B,); a stream with no
+    rows gives NaN. The percentile interpolates linearly (numpy's default).
+    """
+    lead = x.shape[:-2]
+    xf = x.float()
+    norms = [torch.linalg.vector_norm(xf, ord=float("inf") if o == "inf" else 2.0, dim=-1) for o in ords]
+    mx = xf.new_full((*lead, len(rows_by_stream), len(ords)), float("nan"))
+    p95 = mx.clone()
+    for si, rows in enumerate(rows_by_stream.values()):
+        if rows.numel() == 0:
+            continue
+        for oi, n in enumerate(norms):
+            sel = n.index_select(-1, rows)
+            mx[..., si, oi] = sel.amax(dim=-1)
+            p95[..., si, oi] = torch.quantile(sel, 0.95, dim=-1)
+    return mx, p95

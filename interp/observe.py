@@ -1,0 +1,233 @@
+"""The observer: turns a plan's records into per-site work and collects results in a trace buffer.
+
+Design
+------
+``site_requests`` merges the plan's records into one request per site (a statistic is declared once
+per plan, with one option set, so every stored variable has one meaning; declaring it twice is a
+``PlanError``). At run time the ``Observer`` is the SDPA handler of every site: it runs the original
+kernel call (so the output is the model's own, bit for bit), and, when the step is in scope, hands the
+captured q, k and the output to the reference kernels with the query rows of the record's query set.
+Results stay on the device in a ``TraceBuffer`` keyed by (variable, step, call, site, rows) until the
+trace ends; ``TraceBuffer.arrays`` then lays them out densely with NaN (or -1) where nothing was
+recorded. Token layouts are built lazily, once per (layout, branch), from the adapter, and checked
+against the key counts the site actually sees.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from interp.adapters.base import IMAGE, STREAMS, TEXT, Adapter, SiteInfo, TokenLayout
+from interp.clock import StepClock
+from interp.kernels.reference import StatRequest, activation_norms, attention_stats, mask_to_bias
+from interp.plan import Plan, PlanError, Record
+from interp.sites.intercept import SDPACall
+from interp.sites.select import resolve_sites
+
+
+@dataclass(frozen=True)
+class SiteRequest:
+    """Everything one site must compute: its statistics' records and their merged options."""
+
+    site: SiteInfo
+    index: int
+    records: tuple[Record, ...]
+
+    def request_for(self, record: Record) -> StatRequest:
+        s = set(record.stats)
+        return StatRequest(
+            mass="mass" in s,
+            mass_full="mass_full" in s,
+            entropy="entropy" in s,
+            mass_topk="mass_topk" in s,
+            query_topk="query_topk" in s,
+            top=record.top,
+            k=record.k,
+        )
+
+    @property
+    def norm_record(self) -> Record | None:
+        return next((r for r in self.records if "act_norms" in r.stats), None)
+
+
+def site_requests(plan: Plan, sites: Sequence[SiteInfo], adapter: Adapter) -> list[SiteRequest]:
+    """Resolve every record's sites; one request per site that any record touches, in model order."""
+    owner: dict[str, Record] = {}
+    per_site: dict[str, list[Record]] = defaultdict(list)
+    for rec in plan.records:
+        for stat in rec.stats:
+            if stat in owner and owner[stat] != rec:
+                raise PlanError(
+                    f"statistic {stat!r} is recorded by two record() calls; declare each statistic once "
+                    "per trace (one record() may list many sites)"
+                )
+            owner[stat] = rec
+        for site in resolve_sites(rec.layers, sites, adapter):
+            per_site[site.path].append(rec)
+    chosen = [s for s in sites if s.path in per_site]
+    return [SiteRequest(s, i, tuple(per_site[s.path])) for i, s in enumerate(chosen)]
+
+
+@dataclass
+class TraceBuffer:
+    """Results keyed by variable; each entry (step, call, site, branch indices, tensor on device)."""
+
+    entries: dict[str, list[tuple[int, int, int, list[int], Tensor]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+
+    def add(self, var: str, step: int, call: int, site: int, branches: list[int], value: Tensor) -> None:
+        self.entries[var].append((step, call, site, branches, value.detach()))
+
+    def arrays(
+        self,
+        n_steps: int,
+        n_calls: int,
+        n_sites: int,
+        n_branches: int,
+    ) -> dict[str, np.ndarray]:
+        """Dense (step, call, site, branch, ...) arrays; trailing axes padded to their largest size."""
+        out: dict[str, np.ndarray] = {}
+        for var, items in self.entries.items():
+            host = [(s, c, i, br, v.cpu().numpy()) for s, c, i, br, v in items]
+            trailing = tuple(max(v.shape[d] for *_, v in host) for d in range(1, host[0][4].ndim))
+            dtype = host[0][4].dtype
+            fill = -1 if np.issubdtype(dtype, np.integer) else np.nan
+            arr = np.full((n_steps, n_calls, n_sites, n_branches, *trailing), fill, dtype=dtype)
+            for s, c, i, br, v in host:
+                for row, b in enumerate(br):
+                    idx = (s, c, i, b, *(slice(0, n) for n in v.shape[1:]))
+                    arr[idx] = v[row]
+            out[var] = arr
+        return out
+
+
+class Observer:
+    """SDPA handler and output hook for every site of one trace."""
+
+    def __init__(
+        self,
+        pipe: Any,
+        adapter: Adapter,
+        clock: StepClock,
+        requests: Sequence[SiteRequest],
+        texts: dict[str, str | None],
+        call_kwargs: dict[str, Any],
+        branch_names: Sequence[str],
+    ) -> None:
+        self.pipe = pipe
+        self.adapter = adapter
+        self.clock = clock
+        self.requests = {r.site.path: r for r in requests}
+        self.texts = texts
+        self.call_kwargs = call_kwargs
+        self.branch_names = list(branch_names)
+        self.buffer = TraceBuffer()
+        self.layouts: dict[tuple[str, str], TokenLayout] = {}
+        self._rows: dict[tuple[str, str, str], Tensor] = {}
+        self.site_shapes: dict[str, tuple[int, int]] = {}  # path -> (heads, keys)
+
+    # --- token layouts and query sets ----------------------------------------------------------
+    def layout(self, name: str, branch: str, n_keys: int) -> TokenLayout:
+        key = (name, branch)
+        if key not in self.layouts:
+            lay = self.adapter.layout(
+                self.pipe, name, self.texts.get(branch), self.call_kwargs, self.clock.current, n_keys
+            )
+            if len(lay) != n_keys:
+                raise RuntimeError(
+                    f"token layout {name!r} has {len(lay)} positions but the site saw {n_keys} keys; "
+                    "the adapter does not describe this pipeline call"
+                )
+            self.layouts[key] = lay
+        return self.layouts[key]
+
+    def query_rows(self, site: SiteInfo, queries: str, n_query: int, device: torch.device) -> Tensor:
+        key = (site.path, queries, str(device))
+        if key not in self._rows:
+            modality = self.layout(site.query_layout, self.branch_names[-1], n_query).modality
+            if queries == "all":
+                keep = np.ones(n_query, bool)
+            elif queries in (IMAGE, TEXT):
+                keep = modality == queries
+            else:  # "used": drop streams whose outputs the model discards
+                keep = ~np.isin(modality, list(site.unused_query_streams))
+            rows = np.flatnonzero(keep)
+            if len(rows) == 0:
+                raise PlanError(f"site {site.path} has no {queries!r} query rows")
+            self._rows[key] = torch.as_tensor(rows, device=device)
+        return self._rows[key]
+
+    def stream_rows(self, site: SiteInfo, n_query: int, device: torch.device) -> dict[str, Tensor]:
+        used = self.query_rows(site, "used", n_query, device)
+        modality = self.layout(site.query_layout, self.branch_names[-1], n_query).modality
+        mod = torch.as_tensor(modality[used.cpu().numpy()] == IMAGE, device=device)
+        return {IMAGE: used[mod], TEXT: used[~mod]}
+
+    # --- hooks -----------------------------------------------------------------------------------
+    def _in_scope(self, rec: Record) -> bool:
+        return rec.steps is None or self.clock.step in rec.steps
+
+    def _branch_index(self) -> list[int]:
+        return [self.branch_names.index(b) for b in self.clock.branches]
+
+    def on_sdpa(self, path: str, call: SDPACall) -> Tensor:
+        out = call.run_original()
+        req = self.requests[path]
+        site = req.site
+        self.site_shapes[path] = (int(call.q.shape[1]), int(call.k.shape[-2]))
+        for branch in set(self.clock.branches):
+            self.layout(site.key_layout, branch, call.k.shape[-2])
+        step, ccall, br = self.clock.step, self.clock.call, self._branch_index()
+        bias = mask_to_bias(call.attn_mask)
+        with torch.no_grad():
+            for rec in req.records:
+                if not self._in_scope(rec):
+                    continue
+                sreq = req.request_for(rec)
+                if sreq.any:
+                    rows = self.query_rows(site, rec.queries, call.q.shape[-2], call.q.device)
+                    stats = attention_stats(
+                        call.q, call.k, scale=call.scale, query_rows=rows, request=sreq, bias=bias
+                    )
+                    for var, val in stats.items():
+                        self.buffer.add(var, step, ccall, req.index, br, val)
+                if "act_norms" in rec.stats and "pre_out" in rec.where:
+                    streams = self.stream_rows(site, call.q.shape[-2], call.q.device)
+                    mx, p95 = activation_norms(out, streams, rec.ord)
+                    self.buffer.add("act_pre_max", step, ccall, req.index, br, mx)
+                    self.buffer.add("act_pre_p95", step, ccall, req.index, br, p95)
+        return out
+
+    def on_output(self, path: str, output: Any) -> None:
+        req = self.requests[path]
+        rec = req.norm_record
+        if rec is None or "post_out" not in rec.where or not self._in_scope(rec):
+            return
+        streams = self.adapter.split_output(req.site, output)
+        with torch.no_grad():
+            parts = []
+            for name in STREAMS:
+                x = streams.get(name)
+                if x is None:
+                    parts.append(None)
+                    continue
+                rows = torch.arange(x.shape[1], device=x.device)
+                parts.append(activation_norms(x, {name: rows}, rec.ord))
+            ref = next(p for p in parts if p is not None)
+            mx = torch.cat(
+                [p[0] if p is not None else torch.full_like(ref[0], float("nan")) for p in parts], dim=-2
+            )
+            p95 = torch.cat(
+                [p[1] if p is not None else torch.full_like(ref[1], float("nan")) for p in parts], dim=-2
+            )
+        br = self._branch_index()
+        self.buffer.add("act_post_max", self.clock.step, self.clock.call, req.index, br, mx)
+        self.buffer.add("act_post_p95", self.clock.step, self.clock.call, req.index, br, p95)

@@ -1,0 +1,193 @@
+"""The plan: what a trace records and edits, declared in the body of ``tracer.trace``.
+
+Design
+------
+The body of a ``with tracer.trace(...)`` block is ordinary Python. Calls such as ``record(...)`` do
+not touch the model: each builds a frozen dataclass (a *plan item*) and appends it to the plan that
+is open in the current context (a :class:`contextvars.ContextVar`, so nested or concurrent traces in
+other threads never mix). The pipeline runs when the block exits, with the finished, immutable
+:class:`Plan`. Nothing is deferred-executed or source-parsed, and a plan is plain data: it serialises
+to JSON (stored with every trace) and can be rebuilt from it.
+
+Validation that needs the pipeline (does layer 30 exist? which modality is key 80?) happens in
+``interp.sites.select`` when sites are resolved, before any generation starts. Validation that needs
+nothing (unknown statistic name, bad ``k``) happens here, at the call.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+SiteSpec = int | float | str | Sequence[int | float | str]
+"""How a plan names sites: block index, fraction of depth, module path, group name, or a list."""
+
+STATISTICS: dict[str, str] = {
+    "mass": "incoming mass summaries per head: max_mass, argmax_key, topk_keys / topk_mass (K ranks)",
+    "mass_full": "the full incoming-mass vector per key (float32), variable mass_per_key",
+    "entropy": "mean over the query set of the per-query attention entropy (nats)",
+    "mass_topk": "sum of the k largest incoming masses (concentration of incoming mass)",
+    "query_topk": "mean over queries of the sum of each query's k largest probabilities",
+    "act_norms": "norms of attention outputs: pre_out (A V per head) and/or post_out (after projection)",
+}
+QUERY_SETS = ("used", "all", "image", "text")
+NORM_SITES = ("pre_out", "post_out")
+NORM_ORDS = ("2", "inf")
+
+
+class PlanError(ValueError):
+    """A plan that cannot run: raised before any generation starts."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """Observation request: which statistics, at which sites, over which query rows.
+
+    ``top`` is the number K of top keys stored per head (ranks); ``k`` the budget of the
+    ``mass_topk`` / ``query_topk`` concentration statistics. ``where`` and ``ord`` configure
+    ``act_norms``. ``steps`` optionally restricts recording to some step indices (None: all).
+    """
+
+    stats: tuple[str, ...]
+    layers: Any = "all"
+    queries: str = "used"
+    top: int = 8
+    k: int = 5
+    where: tuple[str, ...] = ("pre_out", "post_out")
+    ord: tuple[str, ...] = ("2", "inf")
+    steps: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.stats:
+            raise PlanError("record() needs at least one statistic; known: " + ", ".join(STATISTICS))
+        for name in self.stats:
+            if name not in STATISTICS:
+                raise PlanError(f"unknown statistic {name!r}; known: {', '.join(STATISTICS)}")
+        if len(set(self.stats)) != len(self.stats):
+            raise PlanError(f"statistic listed twice in {self.stats}")
+        if self.queries not in QUERY_SETS:
+            raise PlanError(f"unknown query set {self.queries!r}; known: {', '.join(QUERY_SETS)}")
+        for name, value in (("top", self.top), ("k", self.k)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise PlanError(f"record({name}=...) must be a positive integer, got {value!r}")
+        for w in self.where:
+            if w not in NORM_SITES:
+                raise PlanError(f"unknown norm site {w!r}; known: {', '.join(NORM_SITES)}")
+        for o in self.ord:
+            if o not in NORM_ORDS:
+                raise PlanError(f"unknown norm order {o!r}; known: {', '.join(NORM_ORDS)}")
+        if self.steps is not None and any(
+            isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.steps
+        ):
+            raise PlanError(f"record(steps=...) must be non-negative step indices, got {self.steps!r}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An immutable, JSON-serialisable list of plan items (records now; edits join them later)."""
+
+    items: tuple[Any, ...] = field(default_factory=tuple)
+
+    @property
+    def records(self) -> tuple[Record, ...]:
+        return tuple(i for i in self.items if isinstance(i, Record))
+
+    def to_json(self) -> str:
+        return json.dumps(
+            [{"type": type(i).__name__, **_jsonable(dataclasses.asdict(i))} for i in self.items],
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        kinds = {"Record": Record}
+        items = []
+        for entry in json.loads(text):
+            entry = dict(entry)
+            kind = kinds.get(entry.pop("type"))
+            if kind is None:
+                raise PlanError(f"unknown plan item type in JSON: {entry!r}")
+            items.append(kind(**_tuplify(entry)))
+        return cls(tuple(items))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _tuplify(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
+
+
+# --- collection through a context variable -------------------------------------------------------
+
+_OPEN_PLAN: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "interp_open_plan", default=None
+)
+
+
+def _append(item: Any, caller: str) -> Any:
+    items = _OPEN_PLAN.get()
+    if items is None:
+        raise RuntimeError(
+            f"{caller}() declares part of a plan and must be called inside `with tracer.trace(pipe, ...):`"
+        )
+    items.append(item)
+    return item
+
+
+def open_plan() -> contextvars.Token:
+    """Start collecting plan items in this context (used by the tracer)."""
+    return _OPEN_PLAN.set([])
+
+
+def close_plan(token: contextvars.Token) -> Plan:
+    """Stop collecting and return the finished plan (used by the tracer)."""
+    items = _OPEN_PLAN.get() or []
+    _OPEN_PLAN.reset(token)
+    return Plan(tuple(items))
+
+
+def _as_tuple(value: str | Sequence[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def record(
+    *stats: str,
+    layers: SiteSpec = "all",
+    queries: str = "used",
+    top: int = 8,
+    k: int = 5,
+    where: str | Sequence[str] = ("pre_out", "post_out"),
+    ord: str | int | float | Sequence[str | int | float] = ("2", "inf"),
+    steps: Sequence[int] | None = None,
+) -> Record:
+    """Declare statistics to record in the open trace.
+
+    >>> with tracer.trace(pipe, "a photo of a cat", seed=0) as t:   # doctest: +SKIP
+    ...     record("mass", "entropy", "mass_topk", layers="all")
+    """
+    ords = ord if isinstance(ord, Sequence) and not isinstance(ord, str) else (ord,)
+    norm_ords = tuple(
+        "inf" if str(o) in ("inf", "float('inf')") or o == float("inf") else str(o) for o in ords
+    )
+    layer_spec = tuple(layers) if isinstance(layers, list) else layers
+    item = Record(
+        stats=tuple(stats),
+        layers=layer_spec,
+        queries=queries,
+        top=top,
+        k=k,
+        where=_as_tuple(where),
+        ord=norm_ords,
+        steps=None if steps is None else tuple(steps),
+    )
+    return _append(item, "record")

@@ -1,0 +1,51 @@
+"""Provenance attributes stored with every trace: model, library versions, git commit of interp."""
+
+from __future__ import annotations
+
+import subprocess
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import interp
+
+LIBRARIES = ("torch", "diffusers", "transformers", "xarray", "zarr", "numpy")
+
+
+@cache
+def _git_commit() -> str:
+    root = Path(interp.__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def provenance(pipe: Any, family: str) -> dict[str, str]:
+    denoiser_cfg = getattr(getattr(pipe, "transformer", None) or getattr(pipe, "unet", None), "config", {})
+    return {
+        "model_family": family,
+        "pipeline_class": type(pipe).__name__,
+        "model_id": str(
+            getattr(pipe, "name_or_path", None) or getattr(pipe.config, "_name_or_path", "") or ""
+        ),
+        "denoiser_config": str(dict(denoiser_cfg)),
+        "interp_version": interp.__version__,
+        "interp_git_commit": _git_commit(),
+        **{f"version_{n}": _version(n) for n in LIBRARIES},
+    }

@@ -1,0 +1,215 @@
+"""The store schema (versioned): names, dimensions and meaning of everything a trace writes.
+
+Design
+------
+One trace is one ``sample``. ``trace_dataset`` lays a finished trace out as an ``xarray.Dataset``
+*without* the sample dimension (what ``Trace.stats`` shows); ``interp.store.zarr_io`` adds it when
+writing. Dimensions:
+
+- ``step`` (denoising step index), ``call`` (denoiser call within a step), ``site`` (module path of the
+  attention, ragged sites padded: ``site_heads`` / ``site_keys`` say how many heads and keys are real,
+  ``head_valid`` masks padded heads), ``branch`` (CFG branch: uncond / cond), ``head``, ``rank``
+  (top-K keys), ``key`` (per-key tensors and token identities), ``stream`` (image / text rows),
+  ``norm_ord`` ("2" / "inf"), ``layout`` (token layouts of the sites: SD3 has one, ``joint``).
+- Static coordinates (the same for every sample of a store, checked on append) are listed in
+  ``STATIC_COORDS``; everything else varies per sample (timesteps, token identities, prompt).
+
+Missing values are NaN (floats) or -1 (integers): a site not recorded at a step, a head a site does
+not have, a branch a call did not run. Strings are variable-length (numpy ``StringDType``). Every
+bump of ``SCHEMA_VERSION`` must say here what changed; later parts of the project (edits, sweeps,
+scores) add their variables to ``VARIABLES``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from interp.adapters.base import STREAMS, TokenLayout
+
+SCHEMA_VERSION = "1.0"
+
+CORE = ("step", "call", "site", "branch", "head")
+
+
+@dataclass(frozen=True)
+class VarSpec:
+    dims: tuple[str, ...]
+    description: str
+
+
+VARIABLES: dict[str, VarSpec] = {
+    "max_mass": VarSpec(CORE, "max_j m_j: largest incoming mass of any key over the query set"),
+    "argmax_key": VarSpec(CORE, "index of the key with the largest incoming mass"),
+    "topk_keys": VarSpec((*CORE, "rank"), "keys with the K largest incoming masses, descending"),
+    "topk_mass": VarSpec((*CORE, "rank"), "incoming masses of topk_keys"),
+    "mass_per_key": VarSpec((*CORE, "key"), "incoming mass m_j of every key (mean over the query set)"),
+    "entropy": VarSpec(CORE, "mean over the query set of H_i = -sum_j A_ij ln A_ij (nats)"),
+    "mass_topk": VarSpec(CORE, "sum of the k largest incoming masses"),
+    "query_topk": VarSpec(CORE, "mean over the query set of the sum of each row's k largest probabilities"),
+    "act_pre_max": VarSpec((*CORE, "stream", "norm_ord"), "max over tokens of |A V| per head (pre_out)"),
+    "act_pre_p95": VarSpec((*CORE, "stream", "norm_ord"), "95th percentile over tokens of |A V| per head"),
+    "act_post_max": VarSpec(
+        ("step", "call", "site", "branch", "stream", "norm_ord"),
+        "max over tokens of the attention output norm after the output projection",
+    ),
+    "act_post_p95": VarSpec(
+        ("step", "call", "site", "branch", "stream", "norm_ord"),
+        "95th percentile over tokens of the output norm after the output projection",
+    ),
+    "image": VarSpec(("y", "x", "rgb"), "generated image, uint8"),
+}
+
+STATIC_COORDS = (
+    "site",
+    "site_block",
+    "site_kind",
+    "site_heads",
+    "site_keys",
+    "site_key_layout",
+    "site_query_layout",
+    "head_valid",
+    "branch",
+    "stream",
+    "norm_ord",
+    "layout",
+    "call",
+    "step",
+    "head",
+    "rank",
+    "key",
+)
+"""Coordinates that must agree across the samples of one store."""
+
+KEY_FIELDS = (
+    "modality",
+    "encoder",
+    "token_id",
+    "token_str",
+    "is_bos",
+    "is_eos",
+    "is_pad",
+    "image_row",
+    "image_col",
+    "valid",
+)
+
+
+def strings(values: Sequence[str] | np.ndarray) -> np.ndarray:
+    """Variable-length string array (what xarray reads back from zarr v3)."""
+    return np.asarray([str(v) for v in np.asarray(values).ravel()], dtype=np.dtypes.StringDType()).reshape(
+        np.shape(values)
+    )
+
+
+def _key_coords(
+    layouts: Mapping[tuple[str, str], TokenLayout],
+    layout_names: Sequence[str],
+    branches: Sequence[str],
+    n_key: int,
+) -> dict[str, Any]:
+    coords: dict[str, Any] = {}
+    for f in KEY_FIELDS:
+        proto = next(iter(layouts.values())) if layouts else None
+        kind = np.asarray(getattr(proto, f)).dtype if proto is not None else np.dtype(bool)
+        if kind.kind in "US":
+            arr = np.full((len(layout_names), len(branches), n_key), "", dtype=object)
+        elif kind.kind == "b":
+            arr = np.zeros((len(layout_names), len(branches), n_key), dtype=bool)
+        else:
+            arr = np.full((len(layout_names), len(branches), n_key), -1, dtype=np.int64)
+        for li, name in enumerate(layout_names):
+            for bi, br in enumerate(branches):
+                lay = layouts.get((name, br))
+                if lay is not None:
+                    v = np.asarray(getattr(lay, f))
+                    arr[li, bi, : len(v)] = v
+        if arr.dtype == object:
+            arr = strings(arr)
+        coords[f"key_{f}"] = (("layout", "branch", "key"), arr)
+    return coords
+
+
+def _pad_axis(arr: np.ndarray, axis: int, size: int) -> np.ndarray:
+    if arr.shape[axis] >= size:
+        return arr
+    fill = -1 if np.issubdtype(arr.dtype, np.integer) else np.nan
+    pad = list(arr.shape)
+    pad[axis] = size - arr.shape[axis]
+    return np.concatenate([arr, np.full(pad, fill, dtype=arr.dtype)], axis=axis)
+
+
+def trace_dataset(
+    *,
+    arrays: Mapping[str, np.ndarray],
+    sites: Sequence[Any],
+    site_shapes: Mapping[str, tuple[int, int]],
+    branches: Sequence[str],
+    timesteps: Mapping[int, float],
+    sigmas: Mapping[int, float],
+    n_steps: int,
+    n_calls: int,
+    layouts: Mapping[tuple[str, str], TokenLayout],
+    ords: Sequence[str],
+    var_attrs: Mapping[str, Mapping[str, Any]],
+    attrs: Mapping[str, Any],
+    image: np.ndarray | None = None,
+) -> xr.Dataset:
+    """The dataset of one trace (no sample dimension)."""
+    n_head = max([h for h, _ in site_shapes.values()] or [0])
+    layout_names = sorted({name for name, _ in layouts})
+    n_key = max([len(v) for v in layouts.values()] + [k for _, k in site_shapes.values()] + [0])
+    data_vars: dict[str, Any] = {}
+    for name, arr in arrays.items():
+        spec = VARIABLES[name]
+        if "head" in spec.dims:
+            arr = _pad_axis(arr, spec.dims.index("head"), n_head)
+        if "key" in spec.dims:
+            arr = _pad_axis(arr, spec.dims.index("key"), n_key)
+        data_vars[name] = xr.Variable(
+            spec.dims, arr, attrs={"description": spec.description, **var_attrs.get(name, {})}
+        )
+    if image is not None:
+        data_vars["image"] = xr.Variable(
+            VARIABLES["image"].dims, image, attrs={"description": VARIABLES["image"].description}
+        )
+    heads = np.array([site_shapes.get(s.path, (0, 0))[0] for s in sites], dtype=np.int64)
+    keys = np.array([site_shapes.get(s.path, (0, 0))[1] for s in sites], dtype=np.int64)
+    steps = np.arange(n_steps)
+    coords: dict[str, Any] = {
+        "step": steps,
+        "call": np.arange(n_calls),
+        "site": strings([s.path for s in sites]),
+        "branch": strings(list(branches)),
+        "head": np.arange(n_head),
+        "key": np.arange(n_key),
+        "stream": strings(list(STREAMS)),
+        "norm_ord": strings(list(ords)),
+        "layout": strings(layout_names),
+        "site_block": ("site", np.array([s.block for s in sites], dtype=np.int64)),
+        "site_kind": ("site", strings([s.kind for s in sites])),
+        "site_heads": ("site", heads),
+        "site_keys": ("site", keys),
+        "site_key_layout": ("site", strings([s.key_layout for s in sites])),
+        "site_query_layout": ("site", strings([s.query_layout for s in sites])),
+        "head_valid": (("site", "head"), np.arange(n_head)[None, :] < heads[:, None]),
+        "timestep": ("step", np.array([timesteps.get(s, np.nan) for s in steps], dtype=np.float64)),
+        "sigma": ("step", np.array([sigmas.get(s, np.nan) for s in steps], dtype=np.float64)),
+        "t_over_T": ("step", steps / (n_steps - 1) if n_steps > 1 else np.zeros(n_steps)),
+        **_key_coords(layouts, layout_names, branches, n_key),
+    }
+    if any("rank" in VARIABLES[n].dims for n in arrays):
+        coords["rank"] = np.arange(max(arrays[n].shape[-1] for n in arrays if "rank" in VARIABLES[n].dims))
+    ds = xr.Dataset(data_vars, coords=coords, attrs={"schema_version": SCHEMA_VERSION, **attrs})
+    return ds
+
+
+def plan_attrs(plan_json: str) -> dict[str, str]:
+    """The plan as a JSON string attribute (never pickled: opening a store executes no code)."""
+    json.loads(plan_json)
+    return {"plan": plan_json}

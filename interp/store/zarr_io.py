@@ -1,0 +1,160 @@
+"""Writing traces into a Zarr v3 store through xarray, and opening stores for analysis.
+
+Design
+------
+A store is one Zarr v3 group written by xarray: one ``sample`` per trace, chunked one sample per
+chunk, so appending a trace writes new chunks and never rewrites earlier ones. ``append_trace``
+conforms the new trace to the store (pads the step, call, head, key and rank axes with missing values
+up to the store's sizes, refuses a trace that needs larger axes or other sites), appends it along
+``sample`` with ``done = False``, then sets ``done = True`` in a separate region write, last: a reader
+(or a resumed sweep) trusts only samples whose flag is set. Appends from several processes are
+serialised by an exclusive lock on a sibling ``<store>.lock`` file; sweeps (many workers) instead
+pre-create their rows and write disjoint regions.
+
+Consolidated metadata is passed explicitly on every write and open (DESIGN.md section 4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from interp.store.schema import STATIC_COORDS, strings
+
+warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
+
+
+class StoreError(ValueError):
+    """A store path or content that a trace cannot be written to."""
+
+
+def is_zarr_store(path: Path) -> bool:
+    return (path / "zarr.json").is_file()
+
+
+def check_store_path(path: str | os.PathLike) -> Path:
+    """Refuse, before any generation, a path that exists and is not a Zarr store."""
+    p = Path(path)
+    if p.exists() and not (p.is_dir() and is_zarr_store(p)):
+        what = "a file" if p.is_file() else "a folder that is not a Zarr v3 store (no zarr.json)"
+        raise StoreError(
+            f"store path {p} exists and is {what}; choose a new path or an existing interp store"
+        )
+    return p
+
+
+@contextlib.contextmanager
+def store_lock(path: Path) -> Iterator[None]:
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _with_sample(ds: xr.Dataset, sample_coords: dict[str, object]) -> xr.Dataset:
+    """Add the sample dimension to every data variable and per-sample coordinate."""
+    per_sample = [c for c in ds.coords if c not in STATIC_COORDS and c not in ds.dims]
+    out = ds.reset_coords(per_sample).expand_dims("sample")
+    static = [n for n in ds.coords if n in STATIC_COORDS and n not in ds.dims]
+    for name in static:  # static coordinates keep their own dims
+        out[name] = ds[name]
+    out = out.set_coords([n for n in per_sample])
+    for name, value in sample_coords.items():
+        arr = strings([value]) if isinstance(value, str) else np.asarray([value])
+        out = out.assign_coords({name: ("sample", arr)})
+    out["done"] = ("sample", np.zeros(1, dtype=bool))
+    return out
+
+
+def _conform(new: xr.Dataset, store: xr.Dataset) -> xr.Dataset:
+    """Pad ``new`` to the store's axis sizes; refuse what cannot fit."""
+    for dim in ("site", "branch", "stream", "norm_ord", "layout"):
+        a = [str(v) for v in np.asarray(store[dim].values)] if dim in store.dims else []
+        b = [str(v) for v in np.asarray(new[dim].values)] if dim in new.dims else []
+        if dim in store.dims and dim in new.dims and a != b:
+            raise StoreError(
+                f"this trace's {dim} axis {b} differs from the store's {a}; write traces of another plan "
+                "or model to another store"
+            )
+    missing = sorted(set(store.data_vars) - set(new.data_vars))
+    extra = sorted(set(new.data_vars) - set(store.data_vars))
+    if extra:
+        raise StoreError(f"this trace records {extra}, which the store does not hold; use another store")
+    if missing:
+        raise StoreError(
+            f"this trace lacks {missing}, which the store holds; use the same plan or another store"
+        )
+    pads = {}
+    for dim in ("step", "call", "head", "key", "rank"):
+        if dim in store.dims:
+            have, want = new.sizes.get(dim, 0), store.sizes[dim]
+            if have > want:
+                raise StoreError(f"this trace has {have} entries along {dim!r}, the store at most {want}")
+            if have < want:
+                pads[dim] = (0, want - have)
+    if pads:
+        new = new.pad(pads)
+        for dim in pads:
+            new = new.assign_coords({dim: np.arange(store.sizes[dim])})
+        for name in new.variables:
+            var = new[name]
+            if np.issubdtype(var.dtype, np.integer) or var.dtype == bool:
+                ref = store[name].dtype if name in store.variables else var.dtype
+                new[name] = var.fillna(-1 if np.issubdtype(ref, np.integer) else False).astype(ref)
+        for name in ("head_valid",):
+            if name in store.coords:
+                new = new.assign_coords({name: store[name].load()})
+    return new
+
+
+def _encoding(ds: xr.Dataset) -> dict[str, dict]:
+    enc = {}
+    for name, var in ds.variables.items():
+        if "sample" in var.dims:
+            enc[name] = {
+                "chunks": tuple(1 if d == "sample" else s for d, s in zip(var.dims, var.shape, strict=True))
+            }
+    return enc
+
+
+def append_trace(path: str | os.PathLike, ds: xr.Dataset, sample_coords: dict[str, object]) -> int:
+    """Append one trace as a new sample; returns its sample index. Earlier samples are not rewritten."""
+    p = check_store_path(path)
+    new = _with_sample(ds, sample_coords)
+    with store_lock(p):
+        if not is_zarr_store(p):
+            new.to_zarr(p, mode="w-", zarr_format=3, consolidated=True, encoding=_encoding(new))
+            index = 0
+        else:
+            store = xr.open_zarr(p, consolidated=True)
+            index = store.sizes["sample"]
+            new = _conform(new, store)
+            keep = [n for n in new.variables if "sample" in new[n].dims or n in new.dims]
+            new[keep].drop_vars(
+                [d for d in new.dims if d != "sample" and d in new.coords], errors="ignore"
+            ).to_zarr(p, append_dim="sample", consolidated=True)
+        flag = xr.Dataset({"done": ("sample", np.ones(1, dtype=bool))})
+        flag.to_zarr(p, region={"sample": slice(index, index + 1)}, consolidated=True)
+    return index
+
+
+def open_store(path: str | os.PathLike, *, done_only: bool = True, chunks: dict | None = None) -> xr.Dataset:
+    """Open a store lazily (dask); by default only samples whose ``done`` flag is set."""
+    p = Path(path)
+    if not is_zarr_store(p):
+        raise StoreError(f"{p} is not a Zarr v3 store")
+    ds = xr.open_zarr(p, consolidated=True, chunks=chunks if chunks is not None else {"sample": 64})
+    if done_only and "done" in ds:
+        ds = ds.isel(sample=np.flatnonzero(ds["done"].values))
+    return ds

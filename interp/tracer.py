@@ -1,0 +1,230 @@
+"""``tracer.trace``: run a diffusers pipeline once with a plan of records (and, later, edits).
+
+Design
+------
+``trace(pipe, prompt, seed=..., store=..., **pipeline_kwargs)`` returns a ``Trace``, a context
+manager. Its lifecycle:
+
+1. construction: everything that can be checked without the plan is checked (the pipeline is
+   supported, the store path is usable, one prompt, one image per prompt);
+2. ``__enter__`` opens a plan in the current context; the ``with`` body declares records;
+3. ``__exit__`` (only if the body did not raise) closes the plan, resolves its sites (bad sites,
+   statistics or query sets raise here, before generation), checks each site's attention backend,
+   installs the step clock and the site hooks, runs the pipeline with a seeded CPU generator, and
+   removes every hook in a ``finally`` block, so the pipeline is exactly as it was whatever happens;
+4. the results are laid out by the schema (``trace.stats``) and, with ``store=``, appended to a
+   Zarr store as one sample.
+
+Observation never changes the computation: each site returns the original kernel call's output.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from interp.adapters import adapter_for
+from interp.adapters.base import BRANCHES
+from interp.clock import StepClock
+from interp.observe import Observer, site_requests
+from interp.plan import Plan, PlanError, close_plan, open_plan
+from interp.provenance import provenance
+from interp.sites.intercept import Installation, SiteHooks, check_backend
+from interp.store.schema import plan_attrs, trace_dataset
+from interp.store.zarr_io import append_trace, check_store_path
+
+
+def _image_array(image: Any) -> np.ndarray | None:
+    """The first output image as uint8 (H, W, 3), or None if the output is not an image."""
+    if hasattr(image, "convert"):
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    arr = image.detach().float().cpu().numpy() if torch.is_tensor(image) else np.asarray(image)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
+        arr = arr.transpose(1, 2, 0)
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3) or not np.issubdtype(arr.dtype, np.floating):
+        return None if arr.dtype != np.uint8 else arr
+    return (np.clip(arr, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+class Trace:
+    """One traced generation: ``image``, ``images``, ``output``, ``stats`` and ``sample`` after the block."""
+
+    def __init__(
+        self,
+        pipe: Any,
+        prompt: str | None = None,
+        *,
+        seed: int | None = 0,
+        store: str | os.PathLike | None = None,
+        condition: str = "baseline",
+        tag: str = "",
+        **pipeline_kwargs: Any,
+    ) -> None:
+        self.adapter = adapter_for(pipe)
+        if prompt is not None and not isinstance(prompt, str):
+            raise TypeError("trace() takes one prompt (a str); run one trace per prompt, or use a sweep")
+        if prompt is None and "prompt_embeds" not in pipeline_kwargs:
+            raise TypeError("trace() needs a prompt (or prompt_embeds)")
+        if pipeline_kwargs.get("num_images_per_prompt", 1) != 1:
+            raise ValueError("trace() records one image per trace: num_images_per_prompt must be 1")
+        if seed is not None and "generator" in pipeline_kwargs:
+            raise ValueError("pass either seed= or generator=, not both")
+        self.pipe = pipe
+        self.prompt = prompt
+        self.seed = seed
+        self.store = check_store_path(store) if store is not None else None
+        self.condition = condition
+        self.tag = tag
+        self.pipeline_kwargs = pipeline_kwargs
+        self.plan: Plan | None = None
+        self.output: Any = None
+        self.stats: xr.Dataset | None = None
+        self.sample: int | None = None
+        self._token = None
+
+    # --- context manager -------------------------------------------------------------------------
+    def __enter__(self) -> Trace:
+        self._token = open_plan()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        self.plan = close_plan(self._token)
+        if exc_type is not None:
+            return False
+        self._run(self.plan)
+        return False
+
+    # --- results ---------------------------------------------------------------------------------
+    @property
+    def images(self) -> list[Any]:
+        if self.output is None:
+            raise RuntimeError("the trace has not run yet: its results exist after the `with` block")
+        return list(self.output.images)
+
+    @property
+    def image(self) -> Any:
+        return self.images[0]
+
+    # --- the run ---------------------------------------------------------------------------------
+    def _texts(self) -> dict[str, str | None]:
+        if self.prompt is None:
+            return {"cond": None, "uncond": None}
+        neg = self.pipeline_kwargs.get("negative_prompt")
+        if "negative_prompt_embeds" in self.pipeline_kwargs:
+            neg_text = None
+        else:
+            neg_text = neg if isinstance(neg, str) else ""
+        return {"cond": self.prompt, "uncond": neg_text}
+
+    def _run(self, plan: Plan) -> None:
+        pipe, adapter = self.pipe, self.adapter
+        denoiser = adapter.denoiser(pipe)
+        sites = adapter.sites(pipe)
+        requests = site_requests(plan, sites, adapter)
+        for req in requests:
+            check_backend(req.site.path, denoiser.get_submodule(req.site.path))
+        clock = StepClock(adapter, pipe)
+        observer = Observer(pipe, adapter, clock, requests, self._texts(), self.pipeline_kwargs, BRANCHES)
+        kwargs = dict(self.pipeline_kwargs)
+        if self.seed is not None:
+            kwargs["generator"] = torch.Generator("cpu").manual_seed(int(self.seed))
+        if self.prompt is not None:
+            kwargs["prompt"] = self.prompt
+        with Installation() as inst:
+            inst.add_handle(denoiser.register_forward_pre_hook(clock.pre_hook, with_kwargs=True))
+            for req in requests:
+                path = req.site.path
+                wants_post = req.norm_record is not None and "post_out" in req.norm_record.where
+                inst.add_site(
+                    SiteHooks(
+                        path,
+                        denoiser.get_submodule(path),
+                        partial(observer.on_sdpa, path),
+                        partial(observer.on_output, path) if wants_post else None,
+                    )
+                )
+            self.output = pipe(**kwargs)
+        self.stats = self._dataset(plan, clock, observer, sites=[r.site for r in requests])
+        if self.store is not None:
+            self.sample = append_trace(self.store, self.stats, self._sample_coords())
+
+    def _sample_coords(self) -> dict[str, object]:
+        neg = self.pipeline_kwargs.get("negative_prompt")
+        return {
+            "prompt": self.prompt or "",
+            "negative_prompt": neg if isinstance(neg, str) else "",
+            "seed": -1 if self.seed is None else int(self.seed),
+            "condition": self.condition,
+            "tag": self.tag,
+        }
+
+    def _dataset(self, plan: Plan, clock: StepClock, observer: Observer, sites: list) -> xr.Dataset:
+        if clock.n_steps == 0:
+            raise RuntimeError("the denoiser never ran: nothing to record")
+        arrays = observer.buffer.arrays(clock.n_steps, max(clock.n_calls, 1), len(sites), len(BRANCHES))
+        seen = sorted(clock.seen_branches or {"cond"}, key=BRANCHES.index)
+        keep = [BRANCHES.index(b) for b in seen]
+        arrays = {k: np.take(v, keep, axis=3) for k, v in arrays.items()}
+        layouts = {k: v for k, v in observer.layouts.items() if k[1] in seen}
+        ords = next((r.ord for r in plan.records if "act_norms" in r.stats), ("2", "inf"))
+        var_attrs = _variable_attrs(plan)
+        attrs = {
+            **plan_attrs(plan.to_json()),
+            **provenance(self.pipe, self.adapter.name),
+            "seed_policy": "torch.Generator('cpu').manual_seed(seed) passed as the pipeline's generator",
+        }
+        return trace_dataset(
+            arrays=arrays,
+            sites=sites,
+            site_shapes=observer.site_shapes,
+            branches=seen,
+            timesteps=clock.timesteps,
+            sigmas=clock.sigmas,
+            n_steps=clock.n_steps,
+            n_calls=max(clock.n_calls, 1),
+            layouts=layouts,
+            ords=ords,
+            var_attrs=var_attrs,
+            attrs=attrs,
+            image=_image_array(self.images[0]),
+        )
+
+
+def _variable_attrs(plan: Plan) -> dict[str, dict[str, Any]]:
+    """Options that give each variable its meaning (query set, K, k), stored as its attributes."""
+    out: dict[str, dict[str, Any]] = {}
+    names = {
+        "mass": ("max_mass", "argmax_key", "topk_keys", "topk_mass"),
+        "mass_full": ("mass_per_key",),
+        "entropy": ("entropy",),
+        "mass_topk": ("mass_topk",),
+        "query_topk": ("query_topk",),
+        "act_norms": ("act_pre_max", "act_pre_p95", "act_post_max", "act_post_p95"),
+    }
+    for rec in plan.records:
+        for stat in rec.stats:
+            for var in names[stat]:
+                out[var] = {"queries": rec.queries, "top": rec.top, "k": rec.k}
+    return out
+
+
+def trace(
+    pipe: Any,
+    prompt: str | None = None,
+    *,
+    seed: int | None = 0,
+    store: str | os.PathLike | None = None,
+    condition: str = "baseline",
+    tag: str = "",
+    **pipeline_kwargs: Any,
+) -> Trace:
+    """Open a trace of one generation; see the module docstring and ``docs/concepts.md``."""
+    return Trace(pipe, prompt, seed=seed, store=store, condition=condition, tag=tag, **pipeline_kwargs)
+
+
+__all__ = ["Trace", "trace", "PlanError"]
