@@ -144,9 +144,9 @@ def _append(item: Any, caller: str) -> Any:
     return item
 
 
-def open_plan() -> contextvars.Token:
-    """Start collecting plan items in this context (used by the tracer)."""
-    return _OPEN_PLAN.set([])
+def open_plan(initial: Plan | None = None) -> contextvars.Token:
+    """Start collecting plan items in this context (used by the tracer), seeded with ``initial``."""
+    return _OPEN_PLAN.set(list(initial.items) if initial is not None else [])
 
 
 def close_plan(token: contextvars.Token) -> Plan:

@@ -7,7 +7,8 @@ manager. Its lifecycle:
 
 1. construction: everything that can be checked without the plan is checked (the pipeline is
    supported, the store path is usable, one prompt, one image per prompt);
-2. ``__enter__`` opens a plan in the current context; the ``with`` body declares records;
+2. ``__enter__`` opens a plan in the current context (seeded with ``plan=`` if given: sweeps build
+   plans from configs); the ``with`` body declares records;
 3. ``__exit__`` (only if the body did not raise) closes the plan, resolves its sites (bad sites,
    statistics or query sets raise here, before generation), checks each site's attention backend,
    installs the step clock and the site hooks, runs the pipeline with a seeded CPU generator, and
@@ -16,6 +17,10 @@ manager. Its lifecycle:
    Zarr store as one sample.
 
 Observation never changes the computation: each site returns the original kernel call's output.
+
+Precomputed embeddings: pass ``prompt_embeds=`` (and ``negative_prompt_embeds=``) together with
+``prompt=`` (and ``negative_prompt=``); the texts then only label the token layout and are not passed
+to the pipeline, so a sweep can encode a prompt once and reuse it across conditions.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class Trace:
         store: str | os.PathLike | None = None,
         condition: str = "baseline",
         tag: str = "",
+        plan: Plan | None = None,
         **pipeline_kwargs: Any,
     ) -> None:
         self.adapter = adapter_for(pipe)
@@ -81,6 +87,7 @@ class Trace:
         self.condition = condition
         self.tag = tag
         self.pipeline_kwargs = pipeline_kwargs
+        self.initial_plan = plan
         self.plan: Plan | None = None
         self.output: Any = None
         self.stats: xr.Dataset | None = None
@@ -89,7 +96,7 @@ class Trace:
 
     # --- context manager -------------------------------------------------------------------------
     def __enter__(self) -> Trace:
-        self._token = open_plan()
+        self._token = open_plan(self.initial_plan)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
@@ -115,10 +122,10 @@ class Trace:
         if self.prompt is None:
             return {"cond": None, "uncond": None}
         neg = self.pipeline_kwargs.get("negative_prompt")
-        if "negative_prompt_embeds" in self.pipeline_kwargs:
-            neg_text = None
+        if isinstance(neg, str):
+            neg_text: str | None = neg
         else:
-            neg_text = neg if isinstance(neg, str) else ""
+            neg_text = None if "negative_prompt_embeds" in self.pipeline_kwargs else ""
         return {"cond": self.prompt, "uncond": neg_text}
 
     def _run(self, plan: Plan) -> None:
@@ -133,8 +140,10 @@ class Trace:
         kwargs = dict(self.pipeline_kwargs)
         if self.seed is not None:
             kwargs["generator"] = torch.Generator("cpu").manual_seed(int(self.seed))
-        if self.prompt is not None:
+        if self.prompt is not None and "prompt_embeds" not in kwargs:
             kwargs["prompt"] = self.prompt
+        if "negative_prompt_embeds" in kwargs:
+            kwargs.pop("negative_prompt", None)
         with Installation() as inst:
             inst.add_handle(denoiser.register_forward_pre_hook(clock.pre_hook, with_kwargs=True))
             for req in requests:
