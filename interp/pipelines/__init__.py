@@ -1,10 +1,11 @@
 """Pipelines to trace: the built-in offline ones (``tiny``) and real checkpoints (``load``).
 
-``tiny(name)`` builds the REAL diffusers pipeline class of a model family from small configs in code
-(one family per module: ``sd3``, ...), with tokenizers built in code (``tokenizers``), deterministic: two
-constructions give the same weights, tokenizers and images, and the caller's RNG state is untouched.
-``tiny_call_kwargs(name)`` gives the call keyword arguments of a fast run (few steps, short T5 padding),
-since a pipeline class's ``__call__`` defaults cannot be changed on an instance.
+``tiny(name)`` builds the REAL diffusers pipeline class of a model family from small configs in code, one
+family per module (``sd3`` for SD3 and SD3.5, ``sdxl``, ``flux``, ``pixart``), with tokenizers built in
+code (``tokenizers``), deterministic: two constructions give the same weights, tokenizers and images, and
+the caller's RNG state is untouched. ``tiny_call_kwargs(name)`` gives the call keyword arguments of a fast
+run (few steps, short T5 padding, ...), since a pipeline class's ``__call__`` defaults cannot be changed
+on an instance.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from interp.pipelines.loading import load
 _REGISTRY: dict[str, tuple[str, str]] = {
     "sd3": ("sd3", "sd3"),
     "sd3.5": ("sd3", "sd3.5"),
+    "sdxl": ("sdxl", "sdxl"),
+    "flux": ("flux", "flux"),
+    "pixart": ("pixart", "pixart"),
 }
 SUPPORTED_TINY: tuple[str, ...] = tuple(_REGISTRY)
 

@@ -206,3 +206,75 @@ def test_load_refuses_missing_path(tmp_path):
 def test_load_refuses_folder_without_pipeline(tmp_path):
     with pytest.raises(ValueError, match="model_index.json"):
         pipelines.load(tmp_path)
+
+
+# --- architecture features the tracer relies on ---------------------------------------------------------
+
+
+def count_denoiser_calls(pipe, denoiser, **call_kwargs) -> list[dict]:
+    """Run the pipeline and record, for each denoiser forward, the shapes/masks it received."""
+    calls: list[dict] = []
+
+    def pre_hook(module, args, kwargs):
+        calls.append(kwargs)
+
+    handle = denoiser.register_forward_pre_hook(pre_hook, with_kwargs=True)
+    try:
+        pipe("a photo of a cat", generator=torch.Generator().manual_seed(0), output_type="pt", **call_kwargs)
+    finally:
+        handle.remove()
+    return calls
+
+
+def test_flux_true_cfg_calls_the_transformer_twice_per_step():
+    pipe = pipelines.tiny("flux")
+    kwargs = pipelines.tiny_call_kwargs("flux") | {"num_inference_steps": 2}
+    plain = count_denoiser_calls(pipe, pipe.transformer, **kwargs)
+    true_cfg = count_denoiser_calls(
+        pipe, pipe.transformer, true_cfg_scale=2.0, negative_prompt="a blurry photo", **kwargs
+    )
+    assert len(plain) == 2 and len(true_cfg) == 4
+    assert all(c["hidden_states"].shape[0] == 1 for c in plain + true_cfg)  # no CFG batch
+    t5_len = kwargs["max_sequence_length"]
+    assert plain[0]["encoder_hidden_states"].shape[1] == t5_len
+    assert {len(pipe.transformer.transformer_blocks), len(pipe.transformer.single_transformer_blocks)} == {
+        2,
+        4,
+    }
+
+
+def test_sdxl_has_self_and_cross_attention_at_every_level():
+    pipe = pipelines.tiny("sdxl")
+    unet = pipe.unet
+    paths = [name for name, _ in unet.named_modules() if name.endswith(".attn2")]
+    for level in ("down_blocks.", "mid_block.", "up_blocks."):
+        assert any(p.startswith(level) for p in paths), level
+    for path in paths:
+        attn1 = unet.get_submodule(path[: -len("attn2")] + "attn1")
+        attn2 = unet.get_submodule(path)
+        assert not attn1.is_cross_attention and attn2.is_cross_attention
+        assert (
+            attn2.to_k.in_features
+            == pipe.text_encoder.config.hidden_size + pipe.text_encoder_2.config.hidden_size
+        )
+    assert unet.config.addition_embed_type == "text_time"
+    calls = count_denoiser_calls(
+        pipe, unet, **pipelines.tiny_call_kwargs("sdxl") | {"num_inference_steps": 2}
+    )
+    assert len(calls) == 2 and calls[0]["encoder_hidden_states"].shape[:2] == (2, 77)  # [uncond, cond]
+
+
+def test_pixart_passes_the_t5_padding_mask():
+    pipe = pipelines.tiny("pixart")
+    kwargs = pipelines.tiny_call_kwargs("pixart") | {"num_inference_steps": 2}
+    calls = count_denoiser_calls(pipe, pipe.transformer, **kwargs)
+    assert len(calls) == 2
+    mask = calls[0]["encoder_attention_mask"]
+    expected = pipe.tokenizer(
+        ["", "a photo of a cat"],
+        padding="max_length",
+        max_length=kwargs["max_sequence_length"],
+        return_tensors="pt",
+    ).attention_mask
+    assert torch.equal(mask.to(expected.dtype), expected)  # [uncond, cond] rows; padding is masked out
+    assert 0 < int(mask[1].sum()) < mask.shape[1]
