@@ -5,12 +5,13 @@ their padding attention mask (to T5 and to every ``attn2``); transformer blocks 
 ``attn1`` and cross-attention ``attn2``; adaLN-single timestep conditioning; learned variance
 (``out_channels = 2 x in_channels``; the pipeline keeps the first half); DPM-Solver++ multistep.
 
-Sizes: 4 blocks, 4 heads of dim 8, patch 2, 4 latent channels, VAE scale factor 2; default image 64x64 px,
-a 32x32 latent, 16x16 = 256 image tokens. Two call defaults of ``PixArtSigmaPipeline.__call__`` must be
-overridden for a fast, environment-independent run (see ``FAST_CALL_KWARGS``): ``use_resolution_binning``
-(with the transformer's ``sample_size`` 32 it snaps every request to the 256 px aspect-ratio bins, i.e.
-4,096 image tokens) and ``clean_caption`` (it rewrites the prompt only where ``bs4`` and ``ftfy`` are
-installed); ``max_sequence_length`` (300 by default) sets the number of T5 keys.
+Sizes: 4 blocks, 4 heads of dim 8, patch 2, 4 latent channels, a VAE with scale factor 8 (as the real
+one); default image 256x256 px, a 32x32 latent, 16x16 = 256 image tokens. With the transformer's
+``sample_size`` 32, the default ``use_resolution_binning=True`` snaps requests to the 256 px aspect-ratio
+bins, so the default size is unchanged by it; other sizes need ``use_resolution_binning=False``. A fast,
+environment-independent run overrides two more call defaults (see ``FAST_CALL_KWARGS``):
+``max_sequence_length`` (300 T5 keys by default) and ``clean_caption`` (it rewrites the prompt only where
+``bs4`` and ``ftfy`` are installed).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ FAST_CALL_KWARGS = {
     "num_inference_steps": 4,
     "guidance_scale": 4.5,
     "max_sequence_length": 32,
-    "use_resolution_binning": False,
     "clean_caption": False,
 }
 
@@ -51,7 +51,11 @@ def build(variant: str = "pixart", *, dtype: torch.dtype = torch.float32) -> Pix
             norm_type="ada_norm_single",
             use_additional_conditions=False,
         )
-    vae = components.vae("pixart/vae", latent_channels=4, scaling_factor=0.13025)
+    # Scale factor 8 as in the real VAE: the default 256 px image is one of the 256 px aspect-ratio bins
+    # that ``use_resolution_binning`` (on by default) snaps to, so a default call stays at 256 tokens.
+    vae = components.vae(
+        "pixart/vae", latent_channels=4, scaling_factor=0.13025, block_out_channels=(8, 8, 16, 16)
+    )
     scheduler = DPMSolverMultistepScheduler(  # PixArt-Sigma's scheduler config
         num_train_timesteps=1000,
         beta_start=0.0001,
