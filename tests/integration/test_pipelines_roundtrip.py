@@ -4,9 +4,14 @@ network access and generates the bit-identical image."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import huggingface_hub.constants
+import pytest
 import torch
 
 import interp.pipelines as pipelines
@@ -44,3 +49,27 @@ def test_tiny_sd3_save_and_load_offline(tmp_path, monkeypatch):
         for p in (pipe, loaded, loaded_from_str)
     ]
     assert torch.equal(images[0], images[1]) and torch.equal(images[0], images[2])
+
+
+@pytest.mark.slow
+def test_tiny_images_identical_across_processes(tmp_path):
+    """Two interpreters with different hash seeds (set/dict order) build the same pipelines and images."""
+    script = (
+        "import hashlib, torch\n"
+        "import interp.pipelines as P\n"
+        "for n in P.SUPPORTED_TINY:\n"
+        "    p = P.tiny(n)\n"
+        "    g = torch.Generator().manual_seed(0)\n"
+        "    img = p('a photo of a cat', generator=g, output_type='pt', **P.tiny_call_kwargs(n)).images\n"
+        "    print(n, hashlib.sha256(img.numpy().tobytes()).hexdigest())\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    outputs = []
+    for hash_seed in ("1", "2"):
+        env = os.environ | {"PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(root)}
+        result = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True, cwd=tmp_path
+        )
+        outputs.append(result.stdout)
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0].splitlines()) == len(pipelines.SUPPORTED_TINY)
