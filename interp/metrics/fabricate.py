@@ -89,3 +89,51 @@ def fabricate_like(module: torch.nn.Module, seed: int = 0) -> dict[str, torch.Te
         t = fabricate_tensor(name, value.shape, seed=seed)
         out[name] = t.to(value.dtype) if t.is_floating_point() and value.is_floating_point() else t
     return out
+
+
+BERT_VOCAB_SIZE = 30522  # bert-base-uncased; BLIP adds [DEC] and [ENC] -> 30524 embedding rows
+_WORDS = (
+    "a an the of on in at to and with without is are two three four five red green blue yellow black white "
+    "brown orange purple pink gray photo painting picture drawing cat dog dogs cats bird car bicycle bench "
+    "table wooden apple banana pizza cake chair couch bed tv laptop mouse keyboard phone book clock vase "
+    "left right above below next behind front top bottom near far snow rain sun sunset sky sea beach "
+    "mountain cliff lighthouse tree flower grass city street house road river close up detailed extremely "
+    "oil playing sitting standing running mat man woman person people child old young small large big"
+).split()
+
+
+def fabricate_bert_vocab() -> list[str]:
+    """A WordPiece vocabulary of bert-base-uncased's size and special-token ids ([PAD]=0, [UNK]=100,
+    [CLS]=101, [SEP]=102, [MASK]=103): letters, digits, punctuation, their ``##`` forms and a few
+    words, then filler. Only the layout matters: real weights come with the real vocabulary."""
+    vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = [chr(c) for c in range(33, 127) if not chr(c).isupper()]
+    vocab += chars + ["##" + c for c in chars if c.isalnum()]
+    vocab += [w for w in dict.fromkeys(_WORDS) if w not in vocab]
+    n = 99
+    while len(vocab) < BERT_VOCAB_SIZE:
+        vocab.append(f"[unused{n}]")
+        n += 1
+    return vocab
+
+
+BLIP_MED_CONFIG = {
+    # BLIP's configs/med_config.json, the file ImageReward publishes as med_config.json.
+    "architectures": ["BertModel"],
+    "attention_probs_dropout_prob": 0.1,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "hidden_size": 768,
+    "initializer_range": 0.02,
+    "intermediate_size": 3072,
+    "layer_norm_eps": 1e-12,
+    "max_position_embeddings": 512,
+    "model_type": "bert",
+    "num_attention_heads": 12,
+    "num_hidden_layers": 12,
+    "pad_token_id": 0,
+    "type_vocab_size": 2,
+    "vocab_size": 30524,
+    "encoder_width": 768,
+    "add_cross_attention": True,
+}
