@@ -169,7 +169,7 @@ class SiteHooks:
                 f"site {self.path}: its forward called scaled_dot_product_attention {mode.calls} times "
                 "(expected exactly once); its processor or attention backend bypasses the interception point"
             )
-        if self.on_output is not None:
+        if self.on_output is not None and output is not None:  # None: the forward raised
             self.on_output(output)
 
     def remove(self) -> None:

@@ -104,17 +104,23 @@ def _conform(new: xr.Dataset, store: xr.Dataset) -> xr.Dataset:
             if have < want:
                 pads[dim] = (0, want - have)
     if pads:
-        new = new.pad(pads)
-        for dim in pads:
-            new = new.assign_coords({dim: np.arange(store.sizes[dim])})
-        for name in new.variables:
-            var = new[name]
-            if np.issubdtype(var.dtype, np.integer) or var.dtype == bool:
-                ref = store[name].dtype if name in store.variables else var.dtype
-                new[name] = var.fillna(-1 if np.issubdtype(ref, np.integer) else False).astype(ref)
-        for name in ("head_valid",):
-            if name in store.coords:
-                new = new.assign_coords({name: store[name].load()})
+        padded = {}
+        for name, var in new.variables.items():
+            if name in new.dims:
+                continue
+            mine = {d: w for d, w in pads.items() if d in var.dims}
+            if not mine:
+                continue
+            kind = var.dtype.kind
+            fill = -1 if kind in "iu" else False if kind == "b" else "" if kind in "UST" else np.nan
+            padded[name] = var.pad(mine, constant_values=fill).astype(var.dtype)
+        coord_names = set(new.coords) - set(pads)
+        data = {n: padded.get(n, new.variables[n]) for n in new.data_vars}
+        coords = {n: padded.get(n, new.variables[n]) for n in coord_names}
+        coords.update({dim: np.arange(store.sizes[dim]) for dim in pads})
+        new = xr.Dataset(data, coords=coords, attrs=new.attrs)
+        if "head_valid" in store.coords:
+            new = new.assign_coords(head_valid=store["head_valid"].load())
     return new
 
 

@@ -1,0 +1,90 @@
+"""Traces written to a Zarr v3 store survive the round trip; appending never rewrites earlier samples."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import interp
+from interp import record, tracer
+from interp.plan import Plan
+from interp.store.schema import SCHEMA_VERSION
+
+
+def snapshot(store: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(store)): p.read_bytes() for p in store.rglob("*") if p.is_file()}
+
+
+def traced(pipe, prompt, seed, store, **kw):
+    with tracer.trace(pipe, prompt, seed=seed, store=store, num_inference_steps=3, tag="colors", **kw) as t:
+        record("mass", "entropy", "mass_full", layers=[0, "transformer_blocks.3.attn"], top=4)
+        record("act_norms", layers=0.5, ord=["inf"])
+    return t
+
+
+def test_round_trip_and_append(tmp_path):
+    pipe = interp.pipelines.tiny("sd3")
+    store = tmp_path / "traces.zarr"
+    t0 = traced(pipe, "a photo of a green bench", 1, store)
+    assert t0.sample == 0
+    before = snapshot(store)
+    chunk_files_0 = {k: v for k, v in before.items() if "/c/" in k and k.split("/c/")[1].startswith("0")}
+    assert chunk_files_0
+
+    ds = xr.open_zarr(store, consolidated=True)
+    one = ds.isel(sample=0).load()
+    for name in t0.stats.data_vars:
+        np.testing.assert_array_equal(one[name].values, t0.stats[name].values, err_msg=name)
+    for name in ("key_token_str", "key_modality", "key_is_pad", "timestep", "sigma", "t_over_T"):
+        np.testing.assert_array_equal(one[name].values, t0.stats[name].values, err_msg=name)
+    assert [str(s) for s in ds.site.values] == [str(s) for s in t0.stats.site.values]
+    assert str(one.prompt.values) == "a photo of a green bench" and int(one.seed) == 1
+    assert str(one.tag.values) == "colors" and str(one.condition.values) == "baseline"
+    assert ds.attrs["schema_version"] == SCHEMA_VERSION
+    assert Plan.from_json(ds.attrs["plan"]) == t0.plan
+    assert ds.attrs["version_diffusers"] and ds.attrs["pipeline_class"] == "StableDiffusion3Pipeline"
+    assert ds.done.values.tolist() == [True]
+    assert ds.image.dtype == np.uint8 and ds.image.shape[1:] == (64, 64, 3)
+
+    t1 = traced(pipe, "a photo of two cats", 2, store)
+    assert t1.sample == 1
+    after = snapshot(store)
+    for key, content in chunk_files_0.items():
+        assert after[key] == content, f"sample 0 chunk {key} was rewritten"
+    ds2 = interp.open_store(store)
+    assert ds2.sizes["sample"] == 2 and ds2.done.values.tolist() == [True, True]
+    np.testing.assert_array_equal(ds2.max_mass.isel(sample=0).values, one.max_mass.values)
+    np.testing.assert_array_equal(ds2.max_mass.isel(sample=1).values, t1.stats.max_mass.values)
+    assert [str(p) for p in ds2.prompt.values] == ["a photo of a green bench", "a photo of two cats"]
+
+
+def test_incompatible_trace_is_refused(tmp_path):
+    pipe = interp.pipelines.tiny("sd3")
+    store = tmp_path / "s.zarr"
+    traced(pipe, "a photo of a cat", 0, store)
+    with (
+        pytest.raises(ValueError, match="site axis"),
+        tracer.trace(pipe, "a dog", store=store, num_inference_steps=3) as _,
+    ):
+        record("mass", layers=1)
+    with (
+        pytest.raises(ValueError, match="along 'step'"),
+        tracer.trace(pipe, "a dog", store=store, num_inference_steps=5) as _,
+    ):
+        record("mass", "entropy", "mass_full", layers=[0, 3], top=4)
+        record("act_norms", layers=0.5, ord=["inf"])
+    assert interp.open_store(store).sizes["sample"] == 1
+
+
+def test_shorter_trace_is_padded(tmp_path):
+    pipe = interp.pipelines.tiny("sd3")
+    store = tmp_path / "s.zarr"
+    traced(pipe, "a photo of a cat", 0, store)
+    with tracer.trace(pipe, "a dog", store=store, num_inference_steps=2) as t:
+        record("mass", "entropy", "mass_full", layers=[0, 3], top=4)
+        record("act_norms", layers=0.5, ord=["inf"])
+    ds = interp.open_store(store).isel(sample=1)
+    np.testing.assert_array_equal(ds.entropy.isel(step=slice(0, 2)).values, t.stats.entropy.values)
+    assert np.isnan(ds.entropy.isel(step=2).values).all()
+    assert (ds.argmax_key.isel(step=2).values == -1).all()
