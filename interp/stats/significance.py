@@ -84,12 +84,17 @@ def paired_ttest(
 def hodges_lehmann(d: object) -> float:
     """Pseudomedian: the median of the Walsh averages ``(d_i + d_j) / 2``, ``i <= j``.
 
-    The location estimate that goes with the signed-rank test (Hollander & Wolfe). O(n^2) memory:
-    fine for the few thousand pairs of a sweep.
+    The location estimate that goes with the signed-rank test (Hollander & Wolfe). Exact, with
+    ``4 n (n + 1)`` bytes of memory (40 MB for n = 2212 pairs, 400 MB for n = 10000).
     """
     x = np.asarray(d, dtype=np.float64)
-    i, j = np.triu_indices(x.size)
-    return float(np.median((x[i] + x[j]) / 2.0))
+    n = x.size
+    walsh = np.empty(n * (n + 1) // 2)
+    start = 0
+    for i in range(n):
+        walsh[start : start + n - i] = (x[i] + x[i:]) / 2.0
+        start += n - i
+    return float(np.median(walsh))
 
 
 def wilcoxon_signed_rank(
