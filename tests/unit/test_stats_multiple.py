@@ -20,9 +20,11 @@ def _families():
 
 
 @pytest.mark.parametrize("method", ["holm", "bh"])
-@pytest.mark.parametrize("alpha", [0.05, 0.1])
-def test_matches_statsmodels(method, alpha):
-    for p in _families():
+def test_matches_statsmodels(method):
+    # statsmodels 0.15's Holm branch calls gc.collect(): 0.45-0.8 s per call in a process that has
+    # imported torch (measured under pytest), so alpha = 0.1 is checked on one family only
+    cases = [(p, 0.05) for p in _families()] + [(next(iter(_families())), 0.1)]
+    for p, alpha in cases:
         reject, adjusted, *_ = multipletests(p, alpha=alpha, method=_SM[method])
         ours = S.adjust_pvalues(p, method, alpha=alpha)
         np.testing.assert_allclose(ours.adjusted, adjusted, rtol=1e-12, atol=0)
