@@ -19,6 +19,7 @@ imported by ``load_metric``.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING
 
 from interp.metrics.settings import MetricSettings
@@ -46,8 +47,15 @@ def load_metric(name: str, settings: MetricSettings | None = None) -> Metric:
     if name not in METRICS:
         raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
     module_name, class_name = METRICS[name]
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(settings if settings is not None else MetricSettings())
+    before = dict(os.environ)
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+        return cls(settings if settings is not None else MetricSettings())
+    finally:
+        # Some packages set variables at import (open_clip: TOKENIZERS_PARALLELISM); undo that.
+        if dict(os.environ) != before:
+            os.environ.clear()
+            os.environ.update(before)
 
 
 def fid_from_features(features_a, features_b) -> float:

@@ -14,7 +14,9 @@ Adapters hold a model in eval mode on ``settings.resolved_device()`` and run it 
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -33,6 +35,18 @@ def package_versions(*names: str) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = "missing"
     return out
+
+
+def import_clean(name: str):
+    """Import a module, undoing any change it makes to ``os.environ`` at import time (open_clip sets
+    TOKENIZERS_PARALLELISM, for one): this library leaves the process environment as it found it."""
+    before = dict(os.environ)
+    try:
+        return importlib.import_module(name)
+    finally:
+        if dict(os.environ) != before:
+            os.environ.clear()
+            os.environ.update(before)
 
 
 def batches(n: int, size: int) -> Iterator[slice]:

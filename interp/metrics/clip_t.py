@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from interp.metrics.base import Metric, batches, check_images, check_prompts
+from interp.metrics.base import Metric, batches, check_images, check_prompts, import_clean
 from interp.metrics.settings import MetricSettings
 from interp.metrics.weights import file_record, resolve_clip
 
@@ -32,7 +32,7 @@ _PREPROCESS_KEYS = {"mean": "image_mean", "std": "image_std", "interpolation": "
 
 def check_offline_tokenizer(model_name: str) -> None:
     """Refuse architectures whose tokenizer open_clip would fetch from the hub."""
-    import open_clip
+    open_clip = import_clean("open_clip")
 
     cfg = open_clip.get_model_config(model_name)
     if cfg is None:
@@ -72,7 +72,7 @@ class CLIPT(Metric):
 
     def __init__(self, settings: MetricSettings) -> None:
         super().__init__(settings)
-        import open_clip
+        open_clip = import_clean("open_clip")
 
         name, tag = settings.clip_model, settings.clip_pretrained
         check_offline_tokenizer(name)

@@ -92,14 +92,18 @@ def fabricate_like(module: torch.nn.Module, seed: int = 0) -> dict[str, torch.Te
 
 
 BERT_VOCAB_SIZE = 30522  # bert-base-uncased; BLIP adds [DEC] and [ENC] -> 30524 embedding rows
-_WORDS = (
-    "a an the of on in at to and with without is are two three four five red green blue yellow black white "
-    "brown orange purple pink gray photo painting picture drawing cat dog dogs cats bird car bicycle bench "
-    "table wooden apple banana pizza cake chair couch bed tv laptop mouse keyboard phone book clock vase "
-    "left right above below next behind front top bottom near far snow rain sun sunset sky sea beach "
-    "mountain cliff lighthouse tree flower grass city street house road river close up detailed extremely "
-    "oil playing sitting standing running mat man woman person people child old young small large big"
-).split()
+_WORDS = [
+    "a", "an", "the", "of", "on", "in", "at", "to", "and", "with", "without", "is", "are", "two",
+    "three", "four", "five", "red", "green", "blue", "yellow", "black", "white", "brown", "orange",
+    "purple", "pink", "gray", "photo", "painting", "picture", "drawing", "cat", "dog", "dogs", "cats",
+    "bird", "car", "bicycle", "bench", "table", "wooden", "apple", "banana", "pizza", "cake", "chair",
+    "couch", "bed", "tv", "laptop", "mouse", "keyboard", "phone", "book", "clock", "vase", "left",
+    "right", "above", "below", "next", "behind", "front", "top", "bottom", "near", "far", "snow",
+    "rain", "sun", "sunset", "sky", "sea", "beach", "mountain", "cliff", "lighthouse", "tree", "flower",
+    "grass", "city", "street", "house", "road", "river", "close", "up", "detailed", "extremely", "oil",
+    "playing", "sitting", "standing", "running", "mat", "man", "woman", "person", "people", "child",
+    "old", "young", "small", "large", "big"
+]
 
 
 def fabricate_bert_vocab() -> list[str]:

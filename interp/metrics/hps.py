@@ -28,7 +28,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from interp.metrics.base import Metric, check_images, check_prompts
+from interp.metrics.base import Metric, check_images, check_prompts, import_clean
 from interp.metrics.clip_t import check_offline_tokenizer, encode_images, encode_texts
 from interp.metrics.settings import MetricSettings
 from interp.metrics.weights import file_record, hps_file, resolve
@@ -70,7 +70,7 @@ class HPS(Metric):
 
     def __init__(self, settings: MetricSettings) -> None:
         super().__init__(settings)
-        import open_clip
+        open_clip = import_clean("open_clip")
 
         check_offline_tokenizer(settings.hps_model)
         spec = hps_file(settings.hps_version)

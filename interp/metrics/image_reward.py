@@ -142,7 +142,9 @@ def vit_config_from_state_dict(sd: dict[str, torch.Tensor]):
     depth = len({k.split(".")[3] for k in sd if k.startswith(prefix + "blocks.")})
     grid = round((pos.shape[1] - 1) ** 0.5)
     if grid * grid != pos.shape[1] - 1 or width % VIT_HEAD_DIM:
-        raise CorruptWeightsError(f"unexpected ViT shapes in the ImageReward checkpoint: pos {tuple(pos.shape)}")
+        raise CorruptWeightsError(
+            f"unexpected ViT shapes in the ImageReward checkpoint: pos {tuple(pos.shape)}"
+        )
     return BlipVisionConfig(
         hidden_size=width, intermediate_size=fc1.shape[0], num_hidden_layers=depth,
         num_attention_heads=width // VIT_HEAD_DIM, image_size=grid * patch, patch_size=patch,
@@ -161,7 +163,8 @@ def text_config_from_med(med: dict, encoder_width: int):
     return BlipTextConfig(
         vocab_size=med["vocab_size"], hidden_size=med["hidden_size"], encoder_hidden_size=encoder_width,
         intermediate_size=med["intermediate_size"], num_hidden_layers=med["num_hidden_layers"],
-        num_attention_heads=med["num_attention_heads"], max_position_embeddings=med["max_position_embeddings"],
+        num_attention_heads=med["num_attention_heads"],
+        max_position_embeddings=med["max_position_embeddings"],
         hidden_act=med["hidden_act"], layer_norm_eps=med["layer_norm_eps"],
         hidden_dropout_prob=med["hidden_dropout_prob"],
         attention_probs_dropout_prob=med["attention_probs_dropout_prob"], pad_token_id=med["pad_token_id"],
@@ -218,7 +221,8 @@ def port_state_dict(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, 
     bad = [k for k, v in mapped.items() if tuple(v.shape) != tuple(target[k].shape)]
     if bad:
         raise CorruptWeightsError(
-            f"ImageReward checkpoint shape mismatch: {[(k, tuple(mapped[k].shape), tuple(target[k].shape)) for k in bad[:5]]}"
+            "ImageReward checkpoint shape mismatch (key, checkpoint, model): "
+            f"{[(k, tuple(mapped[k].shape), tuple(target[k].shape)) for k in bad[:5]]}"
         )
     return mapped
 

@@ -72,7 +72,10 @@ class WeightFile:
             target = self.relpath.rsplit("/", 1)[0] if "/" in self.relpath else "."
             if self.is_dir:
                 files = " ".join(self.required_files)
-                return f"hf download {self.hf_repo} {files} --local-dir \"$INTERP_WEIGHTS_DIR/{self.relpath}\""
+                return (
+                    f"hf download {self.hf_repo} {files} "
+                    f"--local-dir \"$INTERP_WEIGHTS_DIR/{self.relpath}\""
+                )
             return (
                 f"hf download {self.hf_repo} {self.hf_filename or self.filename} "
                 f"--local-dir \"$INTERP_WEIGHTS_DIR/{target}\""
@@ -281,13 +284,15 @@ def clip_file(model: str, pretrained: str, filename: str = OPEN_CLIP_FILENAMES[0
     """The open_clip checkpoint of (model, pretrained tag), laid out as its HF hub repository."""
     hf_repo = None
     if pretrained:
-        import open_clip
+        from interp.metrics.base import import_clean
 
-        cfg = open_clip.get_pretrained_cfg(model, pretrained)
+        cfg = import_clean("open_clip").get_pretrained_cfg(model, pretrained)
         hub = cfg.get("hf_hub", "") if cfg else ""
         hf_repo = hub.strip("/") or None
     folder = f"open_clip/{model}-{pretrained}" if pretrained else f"open_clip/{model}"
-    return WeightFile(key="clip_checkpoint", filename=filename, relpath=f"{folder}/{filename}", hf_repo=hf_repo)
+    return WeightFile(
+        key="clip_checkpoint", filename=filename, relpath=f"{folder}/{filename}", hf_repo=hf_repo
+    )
 
 
 def resolve_clip(settings: MetricSettings, model: str, pretrained: str) -> Path:
@@ -301,4 +306,6 @@ def resolve_clip(settings: MetricSettings, model: str, pretrained: str) -> Path:
             errors.append(str(exc))
             if settings.clip_checkpoint is not None:
                 break
-    raise MissingWeightsError(errors[0] + f"\n(The alternative name {OPEN_CLIP_FILENAMES[1]} is accepted too.)")
+    raise MissingWeightsError(
+        errors[0] + f"\n(The alternative name {OPEN_CLIP_FILENAMES[1]} is accepted too.)"
+    )
