@@ -6,7 +6,8 @@ Design
 per plan, with one option set, so every stored variable has one meaning; declaring it twice is a
 ``PlanError``). At run time the ``Observer`` is the SDPA handler of every site: it runs the original
 kernel call (so the output is the model's own, bit for bit), and, when the step is in scope, hands the
-captured q, k and the output to the reference kernels with the query rows of the record's query set.
+captured q, k and the output to the statistics kernels (``interp.kernels``: fused log-sum-exp passes
+where they apply, the exact reference path otherwise) with the query rows of the record's query set.
 Results stay on the device in a ``TraceBuffer`` keyed by (variable, step, call, site, rows) until the
 trace ends; ``TraceBuffer.arrays`` then lays them out densely with NaN (or -1) where nothing was
 recorded. Token layouts are built lazily, once per (layout, branch), from the adapter, and checked
@@ -26,7 +27,8 @@ from torch import Tensor
 
 from interp.adapters.base import IMAGE, STREAMS, TEXT, Adapter, SiteInfo, TokenLayout
 from interp.clock import StepClock
-from interp.kernels.reference import StatRequest, activation_norms, attention_stats, mask_to_bias
+from interp.kernels.lse_path import compute_stats
+from interp.kernels.reference import StatRequest, activation_norms, mask_to_bias
 from interp.plan import Plan, PlanError, Record
 from interp.sites.intercept import SDPACall
 from interp.sites.select import resolve_sites
@@ -121,7 +123,9 @@ class Observer:
         texts: dict[str, str | None],
         call_kwargs: dict[str, Any],
         branch_names: Sequence[str],
+        kernel: str = "auto",
     ) -> None:
+        self.kernel = kernel
         self.pipe = pipe
         self.adapter = adapter
         self.clock = clock
@@ -194,8 +198,14 @@ class Observer:
                 sreq = req.request_for(rec)
                 if sreq.any:
                     rows = self.query_rows(site, rec.queries, call.q.shape[-2], call.q.device)
-                    stats = attention_stats(
-                        call.q, call.k, scale=call.scale, query_rows=rows, request=sreq, bias=bias
+                    stats = compute_stats(
+                        call.q,
+                        call.k,
+                        scale=call.scale,
+                        query_rows=rows,
+                        request=sreq,
+                        bias=bias,
+                        kernel=self.kernel,
                     )
                     for var, val in stats.items():
                         self.buffer.add(var, step, ccall, req.index, br, val)

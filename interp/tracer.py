@@ -69,9 +69,13 @@ class Trace:
         condition: str = "baseline",
         tag: str = "",
         plan: Plan | None = None,
+        kernel: str = "auto",
         **pipeline_kwargs: Any,
     ) -> None:
         self.adapter = adapter_for(pipe)
+        if kernel not in ("auto", "lse", "reference"):
+            raise ValueError(f"unknown kernel {kernel!r}; use 'auto', 'lse' or 'reference'")
+        self.kernel = kernel
         if prompt is not None and not isinstance(prompt, str):
             raise TypeError("trace() takes one prompt (a str); run one trace per prompt, or use a sweep")
         if prompt is None and "prompt_embeds" not in pipeline_kwargs:
@@ -136,7 +140,8 @@ class Trace:
         for req in requests:
             check_backend(req.site.path, denoiser.get_submodule(req.site.path))
         clock = StepClock(adapter, pipe)
-        observer = Observer(pipe, adapter, clock, requests, self._texts(), self.pipeline_kwargs, BRANCHES)
+        observer = Observer(pipe, adapter, clock, requests, self._texts(), self.pipeline_kwargs, BRANCHES,
+                            kernel=self.kernel)
         kwargs = dict(self.pipeline_kwargs)
         if self.seed is not None:
             kwargs["generator"] = torch.Generator("cpu").manual_seed(int(self.seed))
