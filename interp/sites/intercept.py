@@ -164,12 +164,14 @@ class SiteHooks:
         if mode is None:
             return
         mode.__exit__(None, None, None)
+        if output is None:  # the forward raised (torch passes None to always-called hooks): that error wins
+            return
         if mode.calls != 1:
             raise BackendError(
                 f"site {self.path}: its forward called scaled_dot_product_attention {mode.calls} times "
                 "(expected exactly once); its processor or attention backend bypasses the interception point"
             )
-        if self.on_output is not None and output is not None:  # None: the forward raised
+        if self.on_output is not None:
             self.on_output(output)
 
     def remove(self) -> None:
