@@ -58,11 +58,12 @@ def load_metric(name: str, settings: MetricSettings | None = None) -> Metric:
             os.environ.update(before)
 
 
-def fid_from_features(features_a, features_b) -> float:
-    """FID between two sets of per-image Inception features (torchmetrics' formula)."""
+def fid_from_features(features_a, features_b, method: str = "torchmetrics") -> float:
+    """FID between two sets of per-image Inception features (torchmetrics' formula; ``method="lowrank"``:
+    the same number from an SVD of an n_a x n_b matrix, fast enough for bootstrap resamples)."""
     from interp.metrics.fid import fid_from_features as _fid
 
-    return _fid(features_a, features_b)
+    return _fid(features_a, features_b, method=method)
 
 
 def kid_from_features(features_a, features_b, subsets: int = 100, subset_size: int | None = None,

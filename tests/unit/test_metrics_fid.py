@@ -103,3 +103,15 @@ def test_antialias_setting_is_applied_and_recorded(setup):
     ims = _images(2, 3, size=(200, 150))
     assert np.abs(on.features(ims) - off.features(ims)).max() > 1e-6
     assert off.version_info()["settings"]["fid_antialias"] is False
+
+
+@pytest.mark.parametrize(("n_a", "n_b", "dim"), [(30, 25, 64), (80, 70, 16)])
+def test_lowrank_fid_equals_torchmetrics(n_a, n_b, dim):
+    rng = np.random.default_rng(n_a)
+    a = rng.normal(size=(n_a, dim)) @ rng.normal(size=(dim, dim))
+    b = rng.normal(loc=0.2, size=(n_b, dim)) @ rng.normal(size=(dim, dim))
+    ref = fid_from_features(a, b)
+    assert fid_from_features(a, b, method="lowrank") == pytest.approx(ref, rel=1e-7)
+    assert abs(fid_from_features(a, a, method="lowrank")) < 1e-9 * float(a.var(0).sum())
+    with pytest.raises(ValueError, match="method"):
+        fid_from_features(a, b, method="nope")
