@@ -9,7 +9,17 @@ block exits. ``interp.pipelines`` builds offline test pipelines and loads real c
 __version__ = "0.1.0"
 
 from interp import pipelines, tracer  # noqa: E402
+from interp.edits import (  # noqa: E402
+    edit,
+    mask_bottomk,
+    mask_keys,
+    mask_random,
+    mask_topk,
+    noop_edit,
+    replace_values,
+)
 from interp.plan import PlanError, record  # noqa: E402
 from interp.store.zarr_io import open_store  # noqa: E402
 
-__all__ = ["PlanError", "open_store", "pipelines", "record", "tracer"]
+__all__ = ["PlanError", "edit", "mask_bottomk", "mask_keys", "mask_random", "mask_topk", "noop_edit", "open_store",
+           "pipelines", "record", "replace_values", "tracer"]

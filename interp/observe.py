@@ -27,8 +27,10 @@ from torch import Tensor
 
 from interp.adapters.base import IMAGE, STREAMS, TEXT, Adapter, SiteInfo, TokenLayout
 from interp.clock import StepClock
+from interp.edits.runtime import EditResult, apply_edits
+from interp.edits.spec import Edit, in_window
 from interp.kernels.lse_path import compute_stats
-from interp.kernels.reference import StatRequest, activation_norms, mask_to_bias
+from interp.kernels.reference import StatRequest, activation_norms, attention_stats, mask_to_bias
 from interp.plan import Plan, PlanError, Record
 from interp.sites.intercept import SDPACall
 from interp.sites.select import resolve_sites
@@ -41,6 +43,7 @@ class SiteRequest:
     site: SiteInfo
     index: int
     records: tuple[Record, ...]
+    edits: tuple[tuple[int, Edit], ...] = ()
 
     def request_for(self, record: Record) -> StatRequest:
         s = set(record.stats)
@@ -73,8 +76,19 @@ def site_requests(plan: Plan, sites: Sequence[SiteInfo], adapter: Adapter) -> li
             owner[stat] = rec
         for site in resolve_sites(rec.layers, sites, adapter):
             per_site[site.path].append(rec)
-    chosen = [s for s in sites if s.path in per_site]
-    return [SiteRequest(s, i, tuple(per_site[s.path])) for i, s in enumerate(chosen)]
+    names = [e.name for e in plan.edits]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise PlanError(f"edit names must be unique within a plan (they label stored variables): {dupes}")
+    per_site_edits: dict[str, list[tuple[int, Edit]]] = defaultdict(list)
+    for ei, e in enumerate(plan.edits):
+        for site in resolve_sites(e.scope.layers, sites, adapter):
+            per_site_edits[site.path].append((ei, e))
+    chosen = [s for s in sites if s.path in per_site or s.path in per_site_edits]
+    return [
+        SiteRequest(s, i, tuple(per_site.get(s.path, ())), tuple(per_site_edits.get(s.path, ())))
+        for i, s in enumerate(chosen)
+    ]
 
 
 @dataclass
@@ -124,8 +138,12 @@ class Observer:
         call_kwargs: dict[str, Any],
         branch_names: Sequence[str],
         kernel: str = "auto",
+        seed: int = 0,
+        replay: dict[int, Any] | None = None,
     ) -> None:
         self.kernel = kernel
+        self.seed = seed
+        self.replay = replay or {}
         self.pipe = pipe
         self.adapter = adapter
         self.clock = clock
@@ -179,42 +197,95 @@ class Observer:
     def _in_scope(self, rec: Record) -> bool:
         return rec.steps is None or self.clock.step in rec.steps
 
-    def _branch_index(self) -> list[int]:
+    def branch_index(self) -> list[int]:
         return [self.branch_names.index(b) for b in self.clock.branches]
 
+    def _edit_active(self, e: Edit) -> bool:
+        sc, clock = e.scope, self.clock
+        return (
+            in_window(clock.step, sc.steps)
+            and in_window(clock.t_over_T(clock.step), sc.phase)
+            and in_window(clock.sigmas.get(clock.step, float("nan")), sc.sigma)
+            and (sc.calls is None or clock.call in sc.calls)
+        )
+
     def on_sdpa(self, path: str, call: SDPACall) -> Tensor:
-        out = call.run_original()
         req = self.requests[path]
         site = req.site
         self.site_shapes[path] = (int(call.q.shape[1]), int(call.k.shape[-2]))
         for branch in set(self.clock.branches):
             self.layout(site.key_layout, branch, call.k.shape[-2])
-        step, ccall, br = self.clock.step, self.clock.call, self._branch_index()
-        bias = mask_to_bias(call.attn_mask)
+        active = [(i, e) for i, e in req.edits if self._edit_active(e) and not e.operation.is_noop]
         with torch.no_grad():
-            for rec in req.records:
-                if not self._in_scope(rec):
-                    continue
-                sreq = req.request_for(rec)
-                if sreq.any:
-                    rows = self.query_rows(site, rec.queries, call.q.shape[-2], call.q.device)
-                    stats = compute_stats(
+            if not active:
+                out = call.run_original()
+                self._records(req, call, out, None, views=("before", "after"))
+                return out
+            edited = apply_edits(self, req, call, active)
+            if not edited.changed:
+                self._records(req, call, edited.output, None, views=("before", "after"))
+                return edited.output
+            if any(r.view in ("before", "both") for r in req.records):
+                needs_norms = any("act_norms" in r.stats and r.view != "after" for r in req.records)
+                original = call.run_original() if needs_norms else None
+                self._records(req, call, original, None, views=("before",))
+            self._records(req, call, edited.output, edited, views=("after",))
+            return edited.output
+
+    def _records(
+        self,
+        req: SiteRequest,
+        call: SDPACall,
+        out: Tensor | None,
+        edited: EditResult | None,
+        views: tuple[str, ...],
+    ) -> None:
+        """Statistics of the records in scope, for the given views of this call's attention."""
+        site = req.site
+        step, ccall, br = self.clock.step, self.clock.call, self.branch_index()
+        mask_bias = mask_to_bias(call.attn_mask)
+        for rec in req.records:
+            if not self._in_scope(rec):
+                continue
+            wanted = [v for v in views if rec.view in (v, "both")]
+            if not wanted:
+                continue
+            bias, bias_rows, kernel = mask_bias, None, self.kernel
+            if edited is not None and edited.key_bias is not None:
+                bias = edited.key_bias[:, :, None, :]
+                bias = bias if mask_bias is None else bias + mask_bias
+                bias_rows, kernel = edited.row_mask, "reference"
+            sreq = req.request_for(rec)
+            results: dict[str, Tensor] = {}
+            if sreq.any:
+                rows = self.query_rows(site, rec.queries, call.q.shape[-2], call.q.device)
+                if bias_rows is not None:
+                    results = attention_stats(
                         call.q,
                         call.k,
                         scale=call.scale,
                         query_rows=rows,
                         request=sreq,
                         bias=bias,
-                        kernel=self.kernel,
+                        bias_rows=bias_rows,
                     )
-                    for var, val in stats.items():
-                        self.buffer.add(var, step, ccall, req.index, br, val)
-                if "act_norms" in rec.stats and "pre_out" in rec.where:
-                    streams = self.stream_rows(site, call.q.shape[-2], call.q.device)
-                    mx, p95 = activation_norms(out, streams, rec.ord)
-                    self.buffer.add("act_pre_max", step, ccall, req.index, br, mx)
-                    self.buffer.add("act_pre_p95", step, ccall, req.index, br, p95)
-        return out
+                else:
+                    results = compute_stats(
+                        call.q,
+                        call.k,
+                        scale=call.scale,
+                        query_rows=rows,
+                        request=sreq,
+                        bias=bias,
+                        kernel=kernel,
+                    )
+            if "act_norms" in rec.stats and "pre_out" in rec.where and out is not None:
+                streams = self.stream_rows(site, call.q.shape[-2], call.q.device)
+                results["act_pre_max"], results["act_pre_p95"] = activation_norms(out, streams, rec.ord)
+            for view in wanted:
+                suffix = "" if view == "after" else "_before"
+                for var, val in results.items():
+                    self.buffer.add(var + suffix, step, ccall, req.index, br, val)
 
     def on_output(self, path: str, output: Any) -> None:
         req = self.requests[path]
@@ -238,6 +309,6 @@ class Observer:
             p95 = torch.cat(
                 [p[1] if p is not None else torch.full_like(ref[1], float("nan")) for p in parts], dim=-2
             )
-        br = self._branch_index()
+        br = self.branch_index()
         self.buffer.add("act_post_max", self.clock.step, self.clock.call, req.index, br, mx)
         self.buffer.add("act_post_p95", self.clock.step, self.clock.call, req.index, br, p95)

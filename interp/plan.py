@@ -60,8 +60,11 @@ class Record:
     where: tuple[str, ...] = ("pre_out", "post_out")
     ord: tuple[str, ...] = ("2", "inf")
     steps: tuple[int, ...] | None = None
+    view: str = "after"
 
     def __post_init__(self) -> None:
+        if self.view not in ("after", "before", "both"):
+            raise PlanError(f"view must be 'after', 'before' or 'both', got {self.view!r}")
         if not self.stats:
             raise PlanError("record() needs at least one statistic; known: " + ", ".join(STATISTICS))
         for name in self.stats:
@@ -96,6 +99,12 @@ class Plan:
     def records(self) -> tuple[Record, ...]:
         return tuple(i for i in self.items if isinstance(i, Record))
 
+    @property
+    def edits(self) -> tuple[Any, ...]:
+        from interp.edits.spec import Edit
+
+        return tuple(i for i in self.items if isinstance(i, Edit))
+
     def to_json(self) -> str:
         return json.dumps(
             [{"type": type(i).__name__, **_jsonable(dataclasses.asdict(i))} for i in self.items],
@@ -104,14 +113,18 @@ class Plan:
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
-        kinds = {"Record": Record}
-        items = []
+        from interp.edits.spec import Edit
+
+        items: list[Any] = []
         for entry in json.loads(text):
             entry = dict(entry)
-            kind = kinds.get(entry.pop("type"))
-            if kind is None:
-                raise PlanError(f"unknown plan item type in JSON: {entry!r}")
-            items.append(kind(**_tuplify(entry)))
+            kind = entry.pop("type")
+            if kind == "Record":
+                items.append(Record(**_tuplify(entry)))
+            elif kind == "Edit":
+                items.append(Edit.from_dict(entry))
+            else:
+                raise PlanError(f"unknown plan item type in JSON: {kind!r}")
         return cls(tuple(items))
 
 
@@ -169,11 +182,15 @@ def record(
     where: str | Sequence[str] = ("pre_out", "post_out"),
     ord: str | int | float | Sequence[str | int | float] = ("2", "inf"),
     steps: Sequence[int] | None = None,
+    view: str = "after",
 ) -> Record:
     """Declare statistics to record in the open trace.
 
     >>> with tracer.trace(pipe, "a photo of a cat", seed=0) as t:   # doctest: +SKIP
     ...     record("mass", "entropy", "mass_topk", layers="all")
+
+    ``view``: at an edited call, whether the statistics describe the attention ``"after"`` the edit
+    (the standard variables), ``"before"`` it (variables suffixed ``_before``), or ``"both"``.
     """
     ords = ord if isinstance(ord, Sequence) and not isinstance(ord, str) else (ord,)
     norm_ords = tuple(
@@ -189,5 +206,6 @@ def record(
         where=_as_tuple(where),
         ord=norm_ords,
         steps=None if steps is None else tuple(steps),
+        view=view,
     )
     return _append(item, "record")

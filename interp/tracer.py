@@ -36,6 +36,7 @@ import xarray as xr
 from interp.adapters import adapter_for
 from interp.adapters.base import BRANCHES
 from interp.clock import StepClock
+from interp.edits.validate import validate_edits
 from interp.observe import Observer, site_requests
 from interp.plan import Plan, PlanError, close_plan, open_plan
 from interp.provenance import provenance
@@ -139,9 +140,10 @@ class Trace:
         requests = site_requests(plan, sites, adapter)
         for req in requests:
             check_backend(req.site.path, denoiser.get_submodule(req.site.path))
+        replay = validate_edits(plan, requests, denoiser, adapter, pipe, self)
         clock = StepClock(adapter, pipe)
         observer = Observer(pipe, adapter, clock, requests, self._texts(), self.pipeline_kwargs, BRANCHES,
-                            kernel=self.kernel)
+                            kernel=self.kernel, seed=-1 if self.seed is None else int(self.seed), replay=replay)
         kwargs = dict(self.pipeline_kwargs)
         if self.seed is not None:
             kwargs["generator"] = torch.Generator("cpu").manual_seed(int(self.seed))
@@ -206,6 +208,8 @@ class Trace:
             var_attrs=var_attrs,
             attrs=attrs,
             image=_image_array(self.images[0]),
+            edit_names=[e.name for e in plan.edits],
+            edit_plans=[Plan((e,)).to_json() for e in plan.edits],
         )
 
 

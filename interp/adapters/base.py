@@ -207,6 +207,11 @@ class Adapter:
         """
         raise NotImplementedError
 
+    def planned_layout(self, pipe: Any, name: str, text: str | None, call_kwargs: dict[str, Any]) -> TokenLayout | None:
+        """The layout a call with these arguments will have, predicted before generation (None: unknown;
+        checks that need it then run at the site's first call)."""
+        return None
+
     def split_output(self, site: SiteInfo, output: Any) -> dict[str, torch.Tensor]:
         """A site module's output as {stream: (batch, tokens, channels)} after the output projection."""
         raise NotImplementedError

@@ -70,13 +70,15 @@ def attention_stats(
     query_rows: Tensor,
     request: StatRequest,
     bias: Tensor | None = None,
+    bias_rows: Tensor | None = None,
     chunk_bytes: int = 32 << 20,
 ) -> dict[str, Tensor]:
     """Exact statistics of softmax(q k^T * scale + bias) over the query rows ``query_rows``.
 
     Returns tensors shaped (B, H) or (B, H, ranks) / (B, H, Nk): ``mass_per_key``, ``max_mass``,
     ``argmax_key``, ``topk_keys``, ``topk_mass``, ``entropy``, ``mass_topk``, ``query_topk`` (only
-    those the request needs).
+    those the request needs). ``bias_rows`` (bool, one per query row) applies ``bias`` to those rows
+    only (an edit scoped to some query rows).
     """
     b, h, _, _ = q.shape
     nk = k.shape[-2]
@@ -95,7 +97,10 @@ def attention_stats(
         s = torch.matmul(q.index_select(2, rows).float(), kf).mul_(scale)
         if bias is not None:
             bb = bias if bias.shape[-2] == 1 else bias.index_select(-2, rows)
-            s = s + bb
+            if bias_rows is None:
+                s = s + bb
+            else:
+                s = torch.where(bias_rows.index_select(0, rows)[:, None], s + bb, s)
         lse = torch.logsumexp(s, dim=-1, keepdim=True)
         a = torch.exp(s - lse)
         if col_sum is not None:

@@ -65,6 +65,38 @@ VARIABLES: dict[str, VarSpec] = {
     "image": VarSpec(("y", "x", "rgb"), "generated image, uint8"),
 }
 
+EDIT_DIMS = ("edit", *CORE)
+EDIT_VARIABLES: dict[str, VarSpec] = {
+    "edit_keys": VarSpec(
+        (*EDIT_DIMS, "edit_rank"), "keys the edit acted on (-1 padded), per head and branch"
+    ),
+    "edit_n_keys": VarSpec(EDIT_DIMS, "number of keys the edit acted on"),
+    "edit_mass_before": VarSpec(
+        EDIT_DIMS, "incoming mass of the edited keys before the edit (measured, scope rows)"
+    ),
+    "edit_mass_after": VarSpec(
+        EDIT_DIMS, "incoming mass of the edited keys after the edit (measured, scope rows)"
+    ),
+    "edit_entropy_after": VarSpec(
+        EDIT_DIMS, "mean entropy of the scope rows after the edit (nats, bias included)"
+    ),
+}
+VARIABLES.update(EDIT_VARIABLES)
+for _name in (
+    "max_mass",
+    "argmax_key",
+    "topk_keys",
+    "topk_mass",
+    "mass_per_key",
+    "entropy",
+    "mass_topk",
+    "query_topk",
+    "act_pre_max",
+    "act_pre_p95",
+):
+    _spec = VARIABLES[_name]
+    VARIABLES[_name + "_before"] = VarSpec(_spec.dims, _spec.description + " (attention before the edits)")
+
 STATIC_COORDS = (
     "site",
     "site_block",
@@ -157,6 +189,8 @@ def trace_dataset(
     layouts: Mapping[tuple[str, str], TokenLayout],
     ords: Sequence[str],
     var_attrs: Mapping[str, Mapping[str, Any]],
+    edit_names: Sequence[str] = (),
+    edit_plans: Sequence[str] = (),
     attrs: Mapping[str, Any],
     image: np.ndarray | None = None,
 ) -> xr.Dataset:
@@ -165,6 +199,8 @@ def trace_dataset(
     layout_names = sorted({name for name, _ in layouts})
     n_key = max([len(v) for v in layouts.values()] + [k for _, k in site_shapes.values()] + [0])
     data_vars: dict[str, Any] = {}
+    per_edit = {n: a for n, a in arrays.items() if "#" in n}
+    arrays = {n: a for n, a in arrays.items() if "#" not in n}
     for name, arr in arrays.items():
         spec = VARIABLES[name]
         if "head" in spec.dims:
@@ -203,10 +239,47 @@ def trace_dataset(
         "t_over_T": ("step", steps / (n_steps - 1) if n_steps > 1 else np.zeros(n_steps)),
         **_key_coords(layouts, layout_names, branches, n_key),
     }
+    edit_vars = _edit_arrays(per_edit, arrays, edit_names, n_head)
+    for name, arr in edit_vars.items():
+        spec = VARIABLES[name]
+        data_vars[name] = xr.Variable(spec.dims, arr, attrs={"description": spec.description})
+    if edit_names:
+        coords["edit"] = np.arange(len(edit_names))
+        coords["edit_name"] = ("edit", strings(list(edit_names)))
+        coords["edit_plan"] = ("edit", strings(list(edit_plans)))
     if any("rank" in VARIABLES[n].dims for n in arrays):
         coords["rank"] = np.arange(max(arrays[n].shape[-1] for n in arrays if "rank" in VARIABLES[n].dims))
     ds = xr.Dataset(data_vars, coords=coords, attrs={"schema_version": SCHEMA_VERSION, **attrs})
     return ds
+
+
+def _edit_arrays(
+    per_edit: Mapping[str, np.ndarray], arrays: Mapping[str, np.ndarray], edit_names: Sequence[str], n_head: int
+) -> dict[str, np.ndarray]:
+    """Stack per-edit buffers (``name#i``) into arrays with a leading ``edit`` axis."""
+    if not edit_names:
+        return {}
+    out = {}
+    core = next((a.shape[:4] for a in arrays.values()), None)
+    for name, spec in EDIT_VARIABLES.items():
+        per = [per_edit.get(f"{name}#{i}") for i in range(len(edit_names))]
+        shape_src = next((a for a in per if a is not None), None)
+        if shape_src is None and core is None:
+            continue
+        lead = shape_src.shape[:4] if shape_src is not None else core
+        trailing = [n_head] + (
+            [max(a.shape[5] for a in per if a is not None) if shape_src is not None else 1]
+            if "edit_rank" in spec.dims
+            else []
+        )
+        dtype = np.int32 if name in ("edit_keys", "edit_n_keys") else np.float32
+        fill = -1 if dtype == np.int32 else np.nan
+        arr = np.full((len(edit_names), *lead, *trailing), fill, dtype=dtype)
+        for i, a in enumerate(per):
+            if a is not None:
+                arr[(i, *(slice(0, n) for n in a.shape))] = a
+        out[name] = arr
+    return out
 
 
 def plan_attrs(plan_json: str) -> dict[str, str]:

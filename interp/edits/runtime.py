@@ -1,0 +1,225 @@
+"""Applying the edits of one site call, and recording what they did.
+
+Design
+------
+The observer calls ``apply_edits`` for a site call with the edits whose scope covers this step and
+call. For each edit it
+
+1. ranks keys by the call's *unedited* incoming mass over the selector's query set (the fused
+   log-sum-exp path where it applies), or takes fixed / random / replayed keys (``select.py``);
+2. restricts the key sets to the (batch row, head) pairs in scope (branch and heads);
+3. accumulates a per-key logit bias (score path: log eta, -inf for eta = 0) or replaces values
+   (value path);
+
+then runs the edit kernel (``interp.kernels.edit``) once for all edits of the call, and stores the
+verification of each edit per (step, call, site, branch, head): the edited keys, their incoming mass
+before the edit and after it, both *measured* over the scope's query rows, and the entropy after it.
+An edit that changes nothing (eta = 1, empty key set, nothing in scope) returns the original kernel
+output, bit-identical to no edit, unless the operation forces the edit kernel (the noise floor).
+
+Several edits may act on one call (their biases add up, value replacements apply in plan order) if
+they share the same query-row, branch and head scope.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from interp.edits.select import choose_keys
+from interp.edits.spec import Edit
+from interp.kernels.edit import edited_attention
+from interp.kernels.lse_path import compute_stats
+from interp.kernels.reference import StatRequest, attention_stats, mask_to_bias
+from interp.plan import PlanError
+from interp.sites.intercept import SDPACall
+
+if TYPE_CHECKING:
+    from interp.observe import Observer, SiteRequest
+
+
+@dataclass
+class EditResult:
+    """What the records of an edited call need: the output and the bias in force."""
+
+    output: Tensor
+    key_bias: Tensor | None  # (B, H, Nk), fp32
+    row_mask: Tensor | None  # (Nq,) bool: rows the bias applies to (None: all)
+    changed: bool
+
+
+def _member(keys: Tensor, n_keys: int) -> Tensor:
+    """(B, H, Nk) bool membership of a -1 padded (B, H, K) key tensor."""
+    b, h, _ = keys.shape
+    idx = torch.where(keys >= 0, keys, torch.full_like(keys, n_keys))
+    m = torch.zeros(b, h, n_keys + 1, dtype=torch.bool, device=keys.device)
+    m.scatter_(-1, idx, True)
+    return m[..., :n_keys]
+
+
+def _replace_values(v: Tensor, member: Tensor, edit: Edit, modality_mask: Tensor | None) -> Tensor:
+    op = edit.operation
+    out = v.clone()
+    if op.mode == "zero":
+        return out.masked_fill(member[..., None], 0.0)
+    keep = ~member
+    if modality_mask is not None:
+        keep = keep & modality_mask
+    w = keep.to(v.dtype)[..., None]
+    mean = (v * w).sum(dim=2, keepdim=True) / w.sum(dim=2, keepdim=True).clamp(min=1)
+    target = mean.expand_as(v) if op.mode == "mean" else op.alpha * v + (1.0 - op.alpha) * mean
+    return torch.where(member[..., None], target.to(v.dtype), out)
+
+
+def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequence[tuple[int, Edit]]) -> EditResult:
+    q, k, v = call.q, call.k, call.v
+    b, h, nq, _ = q.shape
+    nk = k.shape[-2]
+    site = req.site
+    clock = obs.clock
+    branches = list(clock.branches)
+    scopes = {(e.scope.queries, e.scope.branch, e.scope.heads) for _, e in active}
+    if len(scopes) > 1:
+        raise PlanError(
+            f"site {site.path}: edits active at the same call must share their query-row, branch "
+            f"and head scope; got {sorted(map(str, scopes))}"
+        )
+    scope = active[0][1].scope
+    layouts = [obs.layout(site.key_layout, br, nk) for br in branches]
+    dev = q.device
+    branch_ok = torch.tensor([scope.branch in ("both", br) for br in branches], device=dev)
+    head_ok = torch.ones(h, dtype=torch.bool, device=dev)
+    if scope.heads is not None:
+        if max(scope.heads) >= h:
+            raise PlanError(f"site {site.path} has {h} heads; the edit names head {max(scope.heads)}")
+        head_ok = torch.zeros(h, dtype=torch.bool, device=dev)
+        head_ok[list(scope.heads)] = True
+    pairs = branch_ok[:, None] & head_ok[None, :]
+    rows = None if scope.queries == "all" else obs.query_rows(site, scope.queries, nq, dev)
+    scope_rows = rows if rows is not None else torch.arange(nq, device=dev)
+    mask_bias = mask_to_bias(call.attn_mask)
+    mass_cache: dict[str, Tensor] = {}
+
+    def unedited_mass(query_set: str) -> Tensor:
+        if query_set not in mass_cache:
+            r = scope_rows if query_set == "__scope__" else obs.query_rows(site, query_set, nq, dev)
+            mass_cache[query_set] = compute_stats(
+                q,
+                k,
+                scale=call.scale,
+                query_rows=r,
+                request=StatRequest(mass_full=True),
+                bias=mask_bias,
+                kernel=obs.kernel,
+            )["mass_per_key"]
+        return mass_cache[query_set]
+
+    key_bias = torch.zeros(b, h, nk, dtype=torch.float32, device=dev)
+    values: Tensor | None = None
+    forced = False
+    changed = False
+    verifications = []
+    for ei, e in active:
+        sel = e.selector
+        mass = unedited_mass(sel.by) if sel.kind in ("topk", "bottomk", "random") else None
+        replayed = None
+        if sel.kind == "replay":
+            replayed = obs.replay[ei].lookup(site.path, clock.step, clock.call, branches).to(dev)
+        keys = choose_keys(
+            sel,
+            mass,
+            layouts,
+            n_heads=h,
+            seed_parts=(obs.seed, clock.step, clock.call, req.index, ei),
+            replayed=replayed,
+        )
+        keys = torch.where(pairs[..., None], keys, torch.full_like(keys, -1))
+        member = _member(keys, nk)
+        op = e.operation
+        if op.path == "score":
+            bias_val = -math.inf if op.eta == 0.0 else math.log(op.eta)
+            key_bias = key_bias + torch.where(member, torch.tensor(bias_val, device=dev), torch.zeros((), device=dev))
+            changed |= bool(member.any()) and op.eta != 1.0
+        else:
+            mod = None
+            if op.mean_over is not None:
+                lay_mod = np.stack([lay.modality == op.mean_over for lay in layouts])
+                mod = torch.as_tensor(lay_mod, device=dev)[:, None, :].expand(b, h, nk)
+            values = _replace_values(values if values is not None else v, member, e, mod)
+            changed |= bool(member.any())
+        forced |= op.force_kernel
+        verifications.append((ei, keys, member))
+    nothing = not changed and not forced
+    if nothing or scope_rows.numel() == 0:
+        out = call.run_original()
+        result = EditResult(out, None, None, False)
+    else:
+        partial = rows is not None or not bool(pairs.all())
+        original = call.run_original() if partial else None
+        out = edited_attention(
+            q,
+            k,
+            v,
+            scale=call.scale,
+            key_bias=key_bias,
+            values=values,
+            rows=rows,
+            pairs=None if bool(pairs.all()) else pairs,
+            attn_mask=call.attn_mask,
+            original=original,
+        )
+        row_mask = None
+        if rows is not None:
+            row_mask = torch.zeros(nq, dtype=torch.bool, device=dev)
+            row_mask[rows] = True
+        result = EditResult(out, key_bias, row_mask, True)
+    _verify(obs, req, call, verifications, key_bias, mask_bias, scope_rows, pairs, unedited_mass)
+    return result
+
+
+def _verify(
+    obs: Observer,
+    req: SiteRequest,
+    call: SDPACall,
+    verifications: list,
+    key_bias: Tensor,
+    mask_bias: Tensor | None,
+    scope_rows: Tensor,
+    pairs: Tensor,
+    unedited_mass,
+) -> None:
+    """Store, per edit: keys, measured mass before and after over the scope's rows, entropy after."""
+    clock = obs.clock
+    before = unedited_mass("__scope__")
+    bias = key_bias[:, :, None, :]
+    if mask_bias is not None:
+        bias = bias + mask_bias
+    after = attention_stats(
+        call.q,
+        call.k,
+        scale=call.scale,
+        query_rows=scope_rows,
+        request=StatRequest(mass_full=True, entropy=True),
+        bias=bias,
+    )
+    nan = torch.tensor(float("nan"), device=key_bias.device)
+    br = obs.branch_index()
+    for ei, keys, member in verifications:
+        m_before = torch.where(pairs, (before * member).sum(-1), nan)
+        m_after = torch.where(pairs, (after["mass_per_key"] * member).sum(-1), nan)
+        ent = torch.where(pairs, after["entropy"], nan)
+        width = max(keys.shape[-1], 1)
+        padded = torch.full((*keys.shape[:-1], width), -1, dtype=torch.int32, device=keys.device)
+        padded[..., : keys.shape[-1]] = keys.to(torch.int32)
+        step, ccall, site = clock.step, clock.call, req.index
+        obs.buffer.add(f"edit_keys#{ei}", step, ccall, site, br, padded)
+        obs.buffer.add(f"edit_n_keys#{ei}", step, ccall, site, br, member.sum(-1).to(torch.int32))
+        obs.buffer.add(f"edit_mass_before#{ei}", step, ccall, site, br, m_before)
+        obs.buffer.add(f"edit_mass_after#{ei}", step, ccall, site, br, m_after)
+        obs.buffer.add(f"edit_entropy_after#{ei}", step, ccall, site, br, ent)
