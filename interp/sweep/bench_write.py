@@ -52,10 +52,7 @@ def synthetic_sd3_trace(mass_dtype: str = "float32", seed: int = 0, px: int = 10
     n_text = s["clip"] + s["t5"]
     n_key = s["image_side"] ** 2 + n_text
     core = (s["steps"], 1, s["sites"], s["branches"], s["heads"])
-    sites = [
-        SiteInfo(f"transformer_blocks.{i}.attn", i, "joint", True, "joint", "joint")
-        for i in range(s["sites"])
-    ]
+    sites = [SiteInfo(f"transformer_blocks.{i}.attn", i, "joint", True, "joint", "joint") for i in range(s["sites"])]
     text = TokenLayout(
         modality=np.array(["text"] * n_text),
         encoder=np.array(["CLIP"] * s["clip"] + ["T5"] * s["t5"]),

@@ -55,7 +55,7 @@ def _check(cfg) -> int:
     prompts, n_source = runner.load_prompts(cfg)
     table = sample_table(cfg, prompts, n_source)
     pipe = runner.load_pipeline(cfg, distributed.device_for(distributed.from_env(), cfg.model.device))
-    runner.prepare(cfg, pipe)
+    runner.prepare(cfg, pipe, probe=table[0])
     print(
         f"{cfg.name}: ok: {len(prompts)} prompts x {cfg.seeds.per_prompt} seed(s) x {len(cfg.conditions)} "
         f"conditions = {len(table)} samples -> {cfg.store}"

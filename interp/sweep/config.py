@@ -56,6 +56,7 @@ from interp.sweep.plan_functions import PlanCall, PlanFunctionError, build_plan
 CONFIG_VERSION = 1
 PROMPT_SOURCES = ("geneval", "text", "jsonl")
 SEED_POLICIES = ("prompt_index", "same")
+KERNELS = ("auto", "lse", "reference")
 DTYPES = ("float32", "float16", "bfloat16")
 SAMPLER_OVERRIDES = ("steps", "guidance_scale", "scheduler", "scheduler_config", "call_kwargs")
 SWEEP_WIDE_SAMPLER = {
@@ -187,6 +188,7 @@ class SweepConfig:
     records: tuple[PlanCall, ...]
     conditions: tuple[Condition, ...]  # baseline first
     baseline: str = "baseline"
+    kernel: str = "auto"  # the tracer's statistics kernel (tracer.trace(kernel=...))
     run: RunConfig = field(default_factory=RunConfig)
     source: Path | None = None
 
@@ -224,9 +226,7 @@ def identity_hash(identity: Mapping[str, Any]) -> str:
 # --- parsing ---------------------------------------------------------------------------------------
 
 
-def load_config(
-    source: str | os.PathLike | Mapping[str, Any], *, base_dir: Path | None = None
-) -> SweepConfig:
+def load_config(source: str | os.PathLike | Mapping[str, Any], *, base_dir: Path | None = None) -> SweepConfig:
     """Read and validate a config: a TOML file path, or an already parsed mapping."""
     if isinstance(source, Mapping):
         return parse_config(source, base_dir=base_dir or Path.cwd())
@@ -298,6 +298,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
             "name",
             "store",
             "baseline",
+            "kernel",
             "model",
             "sampler",
             "prompts",
@@ -310,9 +311,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
     )
     version = _int(top["version"], "version")
     if version != CONFIG_VERSION:
-        raise ConfigError(
-            "version", f"this interp reads sweep config version {CONFIG_VERSION}, got {version}"
-        )
+        raise ConfigError("version", f"this interp reads sweep config version {CONFIG_VERSION}, got {version}")
     name = _str(top.get("name", "sweep"), "name")
     store = _path(top["store"], "store", base_dir)
     baseline = _str(top.get("baseline", "baseline"), "baseline")
@@ -334,6 +333,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
         records=records,
         conditions=conditions,
         baseline=baseline,
+        kernel=_str(top.get("kernel", "auto"), "kernel", KERNELS),
         run=run,
         source=source,
     )
@@ -379,9 +379,7 @@ def _parse_sampler(table: Any, where: str, *, full: bool) -> Any:
     if not full:
         for key in table:
             if key in SWEEP_WIDE_SAMPLER:
-                raise ConfigError(
-                    f"{where}.{key}", f"cannot be changed per condition: {SWEEP_WIDE_SAMPLER[key]}"
-                )
+                raise ConfigError(f"{where}.{key}", f"cannot be changed per condition: {SWEEP_WIDE_SAMPLER[key]}")
     t = _check_keys(table, where, known if full else SAMPLER_OVERRIDES, required=("steps",) if full else ())
     out: dict[str, Any] = {}
     if "steps" in t:
@@ -423,9 +421,7 @@ def _scheduler_name(value: Any, where: str) -> str:
 
     cls = getattr(diffusers, name, None)
     if not isinstance(cls, type) or not issubclass(cls, diffusers.SchedulerMixin):
-        raise ConfigError(
-            where, f"{name!r} is not a diffusers scheduler class (e.g. FlowMatchEulerDiscreteScheduler)"
-        )
+        raise ConfigError(where, f"{name!r} is not a diffusers scheduler class (e.g. FlowMatchEulerDiscreteScheduler)")
     return name
 
 
@@ -437,9 +433,7 @@ def _parse_prompts(table: Any, base_dir: Path) -> PromptConfig:
     path = None
     if source == "geneval":
         if "path" in t:
-            raise ConfigError(
-                "prompts.path", 'the GenEval prompts ship with interp; use source = "jsonl" for a file'
-            )
+            raise ConfigError("prompts.path", 'the GenEval prompts ship with interp; use source = "jsonl" for a file')
     else:
         if "path" not in t:
             raise ConfigError("prompts.path", f"required for source = {source!r}")
@@ -486,14 +480,10 @@ def _parse_call(table: Any, where: str, default_fn: str | None) -> PlanCall:
     kwargs = dict(table)
     fn = kwargs.pop("fn", default_fn)
     if fn is None:
-        raise ConfigError(
-            f"{where}.fn", 'required field is missing (the plan function to call, e.g. "record")'
-        )
+        raise ConfigError(f"{where}.fn", 'required field is missing (the plan function to call, e.g. "record")')
     fn = _str(fn, f"{where}.fn")
     if default_fn is not None and fn != default_fn:
-        raise ConfigError(
-            f"{where}.fn", f"[[records]] entries call {default_fn!r}; put edits in a condition's plan"
-        )
+        raise ConfigError(f"{where}.fn", f"[[records]] entries call {default_fn!r}; put edits in a condition's plan")
     return PlanCall(fn=fn, kwargs=tuple((k, _thaw_list(v)) for k, v in kwargs.items()))
 
 
@@ -522,9 +512,7 @@ def _parse_conditions(value: Any, baseline: str) -> tuple[Condition, ...]:
         t = _check_keys(table, where, ("name", "plan", "sampler", "seed_offset"), required=("name",))
         name = _str(t["name"], f"{where}.name")
         if name in seen:
-            raise ConfigError(
-                f"{where}.name", f"duplicate condition name {name!r} (also conditions[{seen[name]}])"
-            )
+            raise ConfigError(f"{where}.name", f"duplicate condition name {name!r} (also conditions[{seen[name]}])")
         seen[name] = i
         plan = t.get("plan", [])
         if not isinstance(plan, list):
@@ -548,13 +536,9 @@ def _parse_conditions(value: Any, baseline: str) -> tuple[Condition, ...]:
             f'[[conditions]] name = "{baseline}", or set baseline = "<name>"',
         )
     if base.seed_offset != 0:
-        raise ConfigError(
-            f"conditions[{base.position}].seed_offset", "the baseline condition keeps the prompt's seed"
-        )
+        raise ConfigError(f"conditions[{base.position}].seed_offset", "the baseline condition keeps the prompt's seed")
     if base.uses_baseline:
-        raise ConfigError(
-            f"conditions[{base.position}].plan", 'the baseline cannot refer to itself ("@baseline")'
-        )
+        raise ConfigError(f"conditions[{base.position}].plan", 'the baseline cannot refer to itself ("@baseline")')
     return (base, *[c for c in out if c is not base])
 
 
@@ -568,19 +552,9 @@ def plan_field(cfg: SweepConfig, condition: Condition, index: int | None) -> str
 
 
 def check_plan(cfg: SweepConfig, condition: Condition) -> None:
-    """Build the condition's plan (signature check only where it refers to the baseline)."""
-    calls = cfg.plan_calls(condition)
-    if condition.uses_baseline:
-        from interp.sweep.plan_functions import bind
-
-        for i, call in enumerate(calls):
-            try:
-                bind(call)
-            except PlanFunctionError as exc:
-                raise ConfigError(plan_field(cfg, condition, i), str(exc)) from None
-        return
+    """Build the condition's plan (``"@baseline"`` arguments stay placeholders) to run its validation."""
     try:
-        build_plan(calls)
+        build_plan(cfg.plan_calls(condition))
     except PlanFunctionError as exc:
         raise ConfigError(plan_field(cfg, condition, getattr(exc, "index", None)), str(exc)) from None
 
@@ -591,8 +565,6 @@ def _check_statistic_options(cfg: SweepConfig) -> None:
 
     owner: dict[str, tuple[str, tuple]] = {}
     for cond in cfg.conditions:
-        if cond.uses_baseline:
-            continue
         plan = build_plan(cfg.plan_calls(cond))
         for i, item in enumerate(plan.items):
             if not isinstance(item, Record):

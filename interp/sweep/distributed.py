@@ -76,9 +76,7 @@ def init_process_group(info: DistInfo, timeout_s: float) -> bool:
         return False
     for name in ("MASTER_ADDR", "MASTER_PORT"):
         if name not in os.environ:
-            raise RuntimeError(
-                f"WORLD_SIZE={info.world_size} but {name} is not set: start with torchrun or accelerate"
-            )
+            raise RuntimeError(f"WORLD_SIZE={info.world_size} but {name} is not set: start with torchrun or accelerate")
     torch.distributed.init_process_group(
         backend="gloo",
         rank=info.rank,

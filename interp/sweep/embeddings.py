@@ -45,9 +45,7 @@ def supported(pipe: Any) -> bool:
 
 
 @torch.no_grad()
-def encode(
-    pipe: Any, prompt: str, negative_prompt: str, call_kwargs: dict[str, Any]
-) -> dict[str, torch.Tensor] | None:
+def encode(pipe: Any, prompt: str, negative_prompt: str, call_kwargs: dict[str, Any]) -> dict[str, torch.Tensor] | None:
     """The embedding keyword arguments for ``pipe(...)``, or None if this family is not supported.
 
     ``call_kwargs`` are the sweep's pipeline arguments; those that ``encode_prompt`` also takes

@@ -4,10 +4,12 @@ Design
 ------
 A sweep store is created once, before workers write, so its axes must already be large enough for
 every sample: conditions may differ in steps, recorded sites, CFG branches (guidance 1 has no uncond
-branch) or recorded variables. :meth:`StoreLayout.from_traces` takes the traces of the first prompt's
-conditions and forms their union: *label* axes (``site``, ``branch``, ``stream``, ``norm_ord``,
-``layout``) are unions of labels (sites in model order, branches as ``[uncond, cond]``); *positional*
-axes (``step``, ``call``, ``head``, ``key``, ``rank``, image pixels) take the largest size.
+branch), edits or recorded variables. :meth:`StoreLayout.from_traces` takes the traces of the first
+prompt's conditions and forms their union: *label* axes (those indexed by strings: ``site``,
+``branch``, ``stream``, ``norm_ord``, ``layout``) are unions of labels (sites in model order,
+branches as ``[uncond, cond]``); *positional* axes (``step``, ``call``, ``head``, ``key``, ``rank``,
+``edit``, image pixels, ...) take the largest size. Axes are classified by their index coordinate's
+dtype, not by name, so variables the schema gains later (edit bookkeeping) need no change here.
 :meth:`StoreLayout.from_store` reads the same description back from a store, so every worker conforms
 its samples to the store that exists, whoever created it.
 
@@ -30,7 +32,6 @@ import xarray as xr
 from interp.adapters.base import BRANCHES
 from interp.store.schema import STATIC_COORDS, strings
 
-LABEL_DIMS = ("site", "branch", "stream", "norm_ord", "layout")
 STRING = np.dtypes.StringDType()
 
 
@@ -64,6 +65,11 @@ def _dtype(arr: Any) -> np.dtype:
     return STRING if dt.kind in "TUSO" else dt
 
 
+def is_label_dim(ds: xr.Dataset, dim: str) -> bool:
+    """An axis indexed by strings (sites, branches, ...): matched by label, not by position."""
+    return dim in ds.coords and ds[dim].dtype.kind in "TUSO"
+
+
 def per_sample_names(ds: xr.Dataset) -> list[str]:
     """Variables of a trace dataset that vary per sample: data variables and non-static coordinates."""
     coords = [n for n in ds.coords if n not in STATIC_COORDS and n not in ds.dims]
@@ -77,10 +83,11 @@ def _static_names(ds: xr.Dataset) -> list[str]:
 @dataclass
 class StoreLayout:
     sizes: dict[str, int]
-    labels: dict[str, tuple[str, ...]]
+    labels: dict[str, tuple[str, ...]]  # label axes
     variables: dict[str, VarLayout]
     static: dict[str, tuple[tuple[str, ...], np.ndarray]]
     attrs: dict[str, Any]
+    indexed: tuple[str, ...] = ()  # positional axes with an index coordinate (0, 1, ...)
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.sizes[d] for d in self.variables[name].dims)
@@ -88,9 +95,8 @@ class StoreLayout:
     def dim_coords(self) -> dict[str, np.ndarray]:
         """Index coordinates: labels for label axes, ``arange`` for the positional axes that had one."""
         out: dict[str, np.ndarray] = {d: strings(list(v)) for d, v in self.labels.items()}
-        for d in ("step", "call", "head", "key", "rank"):
-            if d in self.sizes:
-                out[d] = np.arange(self.sizes[d])
+        for d in self.indexed:
+            out[d] = np.arange(self.sizes[d])
         return out
 
     # --- construction ------------------------------------------------------------------------------
@@ -102,13 +108,16 @@ class StoreLayout:
         labels: dict[str, list[str]] = {}
         sizes: dict[str, int] = {}
         variables: dict[str, VarLayout] = {}
+        indexed: set[str] = set()
         for ds in datasets:
             for d, n in ds.sizes.items():
-                if d in LABEL_DIMS:
+                if is_label_dim(ds, d):
                     have = labels.setdefault(d, [])
                     have.extend(v for v in (str(x) for x in ds[d].values) if v not in have)
                 else:
                     sizes[d] = max(sizes.get(d, 0), int(n))
+                    if d in ds.coords:
+                        indexed.add(d)
             for name in per_sample_names(ds):
                 var = ds[name]
                 new = VarLayout(tuple(var.dims), _dtype(var.dtype), dict(var.attrs), name in ds.coords)
@@ -130,7 +139,14 @@ class StoreLayout:
             labels["branch"].sort(key=lambda b: BRANCHES.index(b) if b in BRANCHES else len(BRANCHES))
         for d, v in labels.items():
             sizes[d] = len(v)
-        layout = cls(sizes, {d: tuple(v) for d, v in labels.items()}, variables, {}, dict(datasets[0].attrs))
+        layout = cls(
+            sizes,
+            {d: tuple(v) for d, v in labels.items()},
+            variables,
+            {},
+            dict(datasets[0].attrs),
+            tuple(sorted(indexed)),
+        )
         static: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
         for ds in datasets:
             idx = layout._indices(ds)
@@ -149,27 +165,26 @@ class StoreLayout:
     @classmethod
     def from_store(cls, ds: xr.Dataset, per_sample: Sequence[str]) -> StoreLayout:
         """The layout of an opened sweep store; ``per_sample`` names the variables workers write."""
-        labels = {d: tuple(str(v) for v in ds[d].values) for d in LABEL_DIMS if d in ds.dims}
+        labels = {d: tuple(str(v) for v in ds[d].values) for d in ds.dims if is_label_dim(ds, d)}
+        indexed = tuple(sorted(d for d in ds.dims if d in ds.coords and d != "sample" and d not in labels))
         sizes = {d: int(n) for d, n in ds.sizes.items() if d != "sample"}
         variables = {}
         for name in per_sample:
             var = ds[name]
-            variables[name] = VarLayout(
-                tuple(var.dims[1:]), _dtype(var.dtype), dict(var.attrs), name in ds.coords
-            )
+            variables[name] = VarLayout(tuple(var.dims[1:]), _dtype(var.dtype), dict(var.attrs), name in ds.coords)
         static = {
             n: (tuple(ds[n].dims), np.asarray(ds[n].values))
             for n in ds.coords
             if n in STATIC_COORDS and n not in ds.dims
         }
-        return cls(sizes, labels, variables, static, dict(ds.attrs))
+        return cls(sizes, labels, variables, static, dict(ds.attrs), indexed)
 
     # --- placing a trace -----------------------------------------------------------------------------
     def _indices(self, ds: xr.Dataset) -> dict[str, slice | np.ndarray]:
         """Where each axis of ``ds`` goes in the store: a leading slice, or label positions."""
         idx: dict[str, slice | np.ndarray] = {}
         for d, n in ds.sizes.items():
-            if d in LABEL_DIMS:
+            if d in self.labels:
                 pos = {v: i for i, v in enumerate(self.labels.get(d, ()))}
                 values = [str(v) for v in ds[d].values]
                 missing = [v for v in values if v not in pos]
@@ -183,9 +198,7 @@ class StoreLayout:
                 if d not in self.sizes:
                     raise LayoutError(f"this trace has an axis {d!r} that the store does not have")
                 if n > self.sizes[d]:
-                    raise LayoutError(
-                        f"this trace has {n} entries along {d!r}, the store at most {self.sizes[d]}"
-                    )
+                    raise LayoutError(f"this trace has {n} entries along {d!r}, the store at most {self.sizes[d]}")
                 idx[d] = slice(0, n)
         return idx
 
@@ -212,9 +225,7 @@ class StoreLayout:
             mine = np.asarray(ds[name].values)
             theirs = self._take(values, [idx[d] for d in ds[name].dims])
             if tuple(ds[name].dims) != dims or not np.array_equal(mine.astype(theirs.dtype), theirs):
-                raise LayoutError(
-                    f"this trace's {name} {mine.tolist()} differs from the store's {theirs.tolist()}"
-                )
+                raise LayoutError(f"this trace's {name} {mine.tolist()} differs from the store's {theirs.tolist()}")
 
     def conform(self, ds: xr.Dataset) -> dict[str, np.ndarray]:
         """Arrays of one sample in the store's shapes (no sample axis), missing values where absent."""

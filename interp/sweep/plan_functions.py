@@ -16,8 +16,9 @@ the same object a hand-written trace would get. A function's variadic positional
 ``*stats``) is given in a config under its own name (``stats = ["mass", "entropy"]``).
 
 An argument whose value is the string ``"@baseline"`` is replaced, when the condition runs, by the
-``Trace`` of the baseline condition of the same prompt and seed (for edits that replay the baseline's
-key sets); such plans are checked at validation time by signature only, and built per sample.
+path of a single-sample store holding the trace of the baseline condition of the same prompt and
+seed (``mask_topk(..., replay="@baseline")`` replays the baseline's key sets). Validation builds such
+plans with the placeholder string itself; they are rebuilt per sample.
 """
 
 from __future__ import annotations
@@ -33,10 +34,13 @@ BASELINE_REF = "@baseline"
 
 PLAN_FUNCTIONS: dict[str, str | Callable[..., Any]] = {
     "record": "record",
-    # Edits of issue 4, exported from `interp` by the tracing core; available once they exist there.
+    # Edit presets (issue 4), exported from `interp` by the tracing core; each is usable once it exists there.
     "mask_topk": "mask_topk",
     "mask_keys": "mask_keys",
+    "mask_bottomk": "mask_bottomk",
+    "mask_random": "mask_random",
     "replace_values": "replace_values",
+    "noop_edit": "noop_edit",
 }
 """Config name -> attribute of the ``interp`` package (looked up lazily) or the function itself."""
 
@@ -62,8 +66,7 @@ def resolve(name: str) -> Callable[..., Any]:
     fn = getattr(interp, target, None)
     if not callable(fn):
         raise PlanFunctionError(
-            f"plan function {name!r} is registered but `interp.{target}` does not exist in this version "
-            "of interp"
+            f"plan function {name!r} is registered but `interp.{target}` does not exist in this version of interp"
         )
     return fn
 
@@ -130,7 +133,7 @@ def bind(call: PlanCall) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str,
 def build_plan(calls: Sequence[PlanCall], baseline: Any = None) -> Plan:
     """Call ``calls`` in order inside a fresh plan context and return the plan.
 
-    ``baseline`` replaces ``"@baseline"`` argument values (the baseline condition's ``Trace``). Errors
+    ``baseline`` (if not None) replaces ``"@baseline"`` argument values. Errors
     raised by a plan function (``PlanError``, ``ValueError``, ``TypeError``) come back as
     ``PlanFunctionError`` with the index of the failing call in ``.index``.
     """
@@ -139,7 +142,7 @@ def build_plan(calls: Sequence[PlanCall], baseline: Any = None) -> Plan:
         for i, call in enumerate(calls):
             try:
                 fn, args, kwargs = bind(call)
-                if call.uses_baseline:
+                if call.uses_baseline and baseline is not None:
                     args, kwargs = _substitute(args, baseline), _substitute(kwargs, baseline)
                 fn(*args, **kwargs)
             except PlanFunctionError as exc:

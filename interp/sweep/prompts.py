@@ -64,9 +64,7 @@ def from_text(path: str | os.PathLike, *, tag: str = "") -> list[Prompt]:
     return prompts
 
 
-def from_jsonl(
-    path: str | os.PathLike, *, text_field: str = "prompt", tag_field: str | None = "tag"
-) -> list[Prompt]:
+def from_jsonl(path: str | os.PathLike, *, text_field: str = "prompt", tag_field: str | None = "tag") -> list[Prompt]:
     """One JSON object per line; ``text_field`` is the prompt, ``tag_field`` (optional) its tag."""
     p = _existing(path)
     return _parse_jsonl(
@@ -81,9 +79,7 @@ def _existing(path: str | os.PathLike) -> Path:
     return p
 
 
-def _parse_jsonl(
-    lines: Sequence[str], *, source: str, text_field: str, tag_field: str | None
-) -> list[Prompt]:
+def _parse_jsonl(lines: Sequence[str], *, source: str, text_field: str, tag_field: str | None) -> list[Prompt]:
     prompts = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -93,9 +89,7 @@ def _parse_jsonl(
         except json.JSONDecodeError as exc:
             raise PromptSetError(f"{source}, line {number}: not valid JSON ({exc.msg})") from None
         if not isinstance(record, dict):
-            raise PromptSetError(
-                f"{source}, line {number}: expected a JSON object, got {type(record).__name__}"
-            )
+            raise PromptSetError(f"{source}, line {number}: expected a JSON object, got {type(record).__name__}")
         text = record.get(text_field)
         if not isinstance(text, str) or not text.strip():
             raise PromptSetError(f"{source}, line {number}: no non-empty string field {text_field!r}")

@@ -29,6 +29,7 @@ import hashlib
 import inspect
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -46,7 +47,7 @@ from interp.observe import site_requests
 from interp.plan import Plan, PlanError
 from interp.sites.intercept import check_backend
 from interp.sites.select import resolve_sites
-from interp.store.zarr_io import is_zarr_store
+from interp.store.zarr_io import append_trace, is_zarr_store
 from interp.sweep import distributed, embeddings
 from interp.sweep.config import Condition, ConfigError, SweepConfig, identity_hash, load_config, plan_field
 from interp.sweep.layout import StoreLayout
@@ -80,9 +81,7 @@ class ConditionSummary:
 
     def line(self) -> str:
         stats = "  ".join(f"{k} {v:.4g}" for k, v in self.means.items())
-        return (
-            f"{self.name:<24} {self.done:>6}/{self.total:<6} done  {self.gen_seconds:7.3f} s/sample  {stats}"
-        )
+        return f"{self.name:<24} {self.done:>6}/{self.total:<6} done  {self.gen_seconds:7.3f} s/sample  {stats}"
 
 
 @dataclass
@@ -145,26 +144,30 @@ def load_pipeline(cfg: SweepConfig, device: torch.device) -> Any:
 
 @dataclass
 class Prepared:
-    plans: dict[str, Plan | None]  # None: built per sample (refers to the baseline's trace)
+    plans: dict[str, Plan]  # built from the config ("@baseline" arguments as placeholders)
+    per_sample: set[str]  # conditions whose plan is rebuilt per sample (they refer to the baseline)
     schedulers: dict[str, Any]  # condition -> scheduler object to swap in (absent: the model's own)
     call_kwargs: dict[str, dict[str, Any]]
     site_order: list[str]
 
 
 def _site_fields(item: Any) -> list[tuple[str, Any]]:
+    """Site addresses of a plan item: a record's ``layers``, an edit's ``scope.layers``."""
+    if hasattr(item, "scope") and hasattr(item.scope, "layers"):
+        return [("layer", item.scope.layers)]
     return [(name, getattr(item, name)) for name in ("layers", "layer", "sites") if hasattr(item, name)]
 
 
-def prepare(cfg: SweepConfig, pipe: Any) -> Prepared:
-    """Pipeline-dependent validation and per-condition setup; ``ConfigError`` naming the field."""
+def prepare(cfg: SweepConfig, pipe: Any, probe: SampleSpec | None = None) -> Prepared:
+    """Pipeline-dependent validation and per-condition setup; ``ConfigError`` naming the field.
+
+    ``probe`` (the first sample) lets edit budgets be checked against a real token layout.
+    """
     adapter = adapter_for(pipe)
     sites = adapter.sites(pipe)
     denoiser = adapter.denoiser(pipe)
-    plans: dict[str, Plan | None] = {}
+    plans: dict[str, Plan] = {}
     for cond in cfg.conditions:
-        if cond.uses_baseline:
-            plans[cond.name] = None
-            continue
         plan = build_plan(cfg.plan_calls(cond))
         for i, item in enumerate(plan.items):
             for name, spec in _site_fields(item):
@@ -204,16 +207,39 @@ def prepare(cfg: SweepConfig, pipe: Any) -> Prepared:
                 p.kind is inspect.Parameter.VAR_KEYWORD for p in call_params.values()
             ):
                 where_ck = (
-                    "sampler"
-                    if name in dict(cfg.sampler.call_kwargs)
-                    else f"conditions[{cond.position}].sampler"
+                    "sampler" if name in dict(cfg.sampler.call_kwargs) else f"conditions[{cond.position}].sampler"
                 )
-                raise ConfigError(
-                    f"{where_ck}.call_kwargs.{name}", f"{type(pipe).__name__}.__call__ takes no {name!r}"
-                )
+                raise ConfigError(f"{where_ck}.call_kwargs.{name}", f"{type(pipe).__name__}.__call__ takes no {name!r}")
             kwargs[name] = value
         call_kwargs[cond.name] = kwargs
-    return Prepared(plans, schedulers, call_kwargs, [s.path for s in sites])
+    if probe is not None:
+        _check_edits(cfg, pipe, plans, call_kwargs, probe)
+    per_sample = {c.name for c in cfg.conditions if c.uses_baseline}
+    return Prepared(plans, per_sample, schedulers, call_kwargs, [s.path for s in sites])
+
+
+def _check_edits(
+    cfg: SweepConfig, pipe: Any, plans: Mapping[str, Plan], call_kwargs: Mapping[str, dict], probe: SampleSpec
+) -> None:
+    """The tracing core's own pre-generation edit checks (heads, budgets vs the token layout)."""
+    try:
+        from interp.edits.validate import validate_edits
+    except ImportError:  # a tracing core without edits: nothing to check
+        return
+    adapter = adapter_for(pipe)
+    denoiser = adapter.denoiser(pipe)
+    sites = adapter.sites(pipe)
+    for cond in cfg.conditions:
+        plan = plans[cond.name]
+        if cond.uses_baseline or not getattr(plan, "edits", ()):
+            continue  # replay sources exist only once the baseline ran; checked at that trace
+        trace = tracer.Trace(
+            pipe, probe.prompt.text, seed=probe.seed, plan=plan, kernel=cfg.kernel, **call_kwargs[cond.name]
+        )
+        try:
+            validate_edits(plan, site_requests(plan, sites, adapter), denoiser, adapter, pipe, trace)
+        except (PlanError, ValueError) as exc:
+            raise ConfigError(plan_field(cfg, cond, None), str(exc)) from None
 
 
 # --- running one sample -------------------------------------------------------------------------------
@@ -270,9 +296,7 @@ class Generated:
     seconds: float
 
     def job(self) -> WriteJob:
-        return WriteJob(
-            self.spec.index, self.trace.stats, {"noise_sha": self.noise_sha, "gen_seconds": self.seconds}
-        )
+        return WriteJob(self.spec.index, self.trace.stats, {"noise_sha": self.noise_sha, "gen_seconds": self.seconds})
 
 
 def generate(
@@ -281,11 +305,12 @@ def generate(
     prep: Prepared,
     spec: SampleSpec,
     embeds: Mapping[str, Any] | None,
-    baseline: Any = None,
+    baseline: str | None = None,
 ) -> Generated:
+    """Trace one sample. ``baseline``: the one-sample store of this prompt's baseline (for "@baseline")."""
     cond = spec.condition
     plan = prep.plans[cond.name]
-    if plan is None:
+    if cond.name in prep.per_sample:
         try:
             plan = build_plan(cfg.plan_calls(cond), baseline=baseline)
         except PlanFunctionError as exc:
@@ -302,6 +327,7 @@ def generate(
             condition=cond.name,
             tag=spec.prompt.tag,
             plan=plan,
+            kernel=cfg.kernel,
             **kwargs,
         ) as t:
             pass
@@ -402,7 +428,7 @@ def run(
     try:
         if pipe is None:
             pipe = load_pipeline(cfg, distributed.device_for(info, cfg.model.device))
-        prep = prepare(cfg, pipe)
+        prep = prepare(cfg, pipe, probe=table[0])
         return _run(cfg, pipe, prep, path, info, prompts, table, identity, progress, say, t_start)
     finally:
         distributed.destroy(created_group)
@@ -442,9 +468,7 @@ def _run(
     pending = sum(1 for g in groups.values() for s in g if not done[s.index])
     skipped = sum(1 for g in groups.values() for s in g if done[s.index])
     show = cfg.run.progress if progress is None else progress
-    bar = tqdm(
-        total=pending, unit="sample", desc=cfg.name, disable=not (show and info.is_main), dynamic_ncols=True
-    )
+    bar = tqdm(total=pending, unit="sample", desc=cfg.name, disable=not (show and info.is_main), dynamic_ncols=True)
 
     def open_for_writing() -> SampleStore:
         wait_for_store(path, cfg.run.store_wait_s)
@@ -452,18 +476,14 @@ def _run(
 
     generate_s = 0.0
     generated = 0
-    writer = BackgroundWriter(
-        open_for_writing, maxsize=cfg.run.writer_queue, inline=cfg.run.writer == "inline"
-    )
+    writer = BackgroundWriter(open_for_writing, maxsize=cfg.run.writer_queue, inline=cfg.run.writer == "inline")
     with writer:
         for specs in groups.values():
             todo = [s for s in specs if not done[s.index]]
             if not todo:
                 continue
             prompt = specs[0].prompt
-            embeds = embeddings.encode(
-                pipe, prompt.text, cfg.sampler.negative_prompt, prep.call_kwargs[cfg.baseline]
-            )
+            embeds = embeddings.encode(pipe, prompt.text, cfg.sampler.negative_prompt, prep.call_kwargs[cfg.baseline])
             results: list[Generated] = []
             for rep in sorted({s.replicate for s in specs}):
                 rep_specs = [s for s in specs if s.replicate == rep]
@@ -512,7 +532,7 @@ def _run_replicate(
     base_spec = specs[0]
     assert base_spec.condition.name == cfg.baseline
     todo = [s for s in specs if not done[s.index]]
-    needs_trace = any(s.condition.uses_baseline for s in todo)
+    needs_trace = any(s.condition.name in prep.per_sample for s in todo)
     out: list[Generated] = []
     base: Generated | None = None
     if not done[base_spec.index] or needs_trace:
@@ -522,22 +542,48 @@ def _run_replicate(
             bar.update(1)
     base_sha = base.noise_sha if base is not None else _stored_sha(path, base_spec.index)
     base_sched = prep.schedulers.get(cfg.baseline)
-    for spec in todo:
-        if spec is base_spec:
-            continue
-        g = generate(pipe, cfg, prep, spec, embeds, baseline=base.trace if base is not None else None)
-        comparable = is_flow_matching(type(pipe.scheduler).__name__, pipe.scheduler.config) or (
-            prep.schedulers.get(spec.condition.name) is base_sched
-        )
-        if spec.seed == base_spec.seed and comparable and g.noise_sha != base_sha:
-            raise SweepError(
-                f"condition {spec.condition.name!r} of prompt {spec.prompt.index} (seed {spec.seed}) did not "
-                f"start from the baseline's initial noise (latents sha {g.noise_sha[:12]} vs "
-                f"{base_sha[:12]}); pairing is broken, so the sweep stops"
-            )
-        out.append(g)
-        bar.update(1)
+    flow = is_flow_matching(type(pipe.scheduler).__name__, pipe.scheduler.config)
+    with _baseline_store(path, base, cfg) as base_path:
+        for spec in todo:
+            if spec is base_spec:
+                continue
+            g = generate(pipe, cfg, prep, spec, embeds, baseline=base_path)
+            comparable = flow or prep.schedulers.get(spec.condition.name) is base_sched
+            if spec.seed == base_spec.seed and comparable and g.noise_sha != base_sha:
+                raise SweepError(
+                    f"condition {spec.condition.name!r} of prompt {spec.prompt.index} (seed {spec.seed}) did not "
+                    f"start from the baseline's initial noise (latents sha {g.noise_sha[:12]} vs "
+                    f"{base_sha[:12]}); pairing is broken, so the sweep stops"
+                )
+            out.append(g)
+            bar.update(1)
     return out
+
+
+@contextlib.contextmanager
+def _baseline_store(path: Path, base: Generated | None, cfg: SweepConfig) -> Iterator[str | None]:
+    """A temporary one-sample store of the baseline trace (what "@baseline" replays), removed afterwards."""
+    if base is None or not any(c.uses_baseline for c in cfg.conditions):
+        yield None
+        return
+    tmp = path.with_name(f".{path.name}.baseline-{os.getpid()}.zarr")
+    shutil.rmtree(tmp, ignore_errors=True)
+    spec = base.spec
+    append_trace(
+        tmp,
+        base.trace.stats,
+        {
+            "prompt": spec.prompt.text,
+            "negative_prompt": cfg.sampler.negative_prompt,
+            "seed": spec.seed,
+            "condition": spec.condition.name,
+            "tag": spec.prompt.tag,
+        },
+    )
+    try:
+        yield str(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _stored_sha(path: Path, index: int) -> str:
@@ -551,7 +597,8 @@ def _attrs(cfg: SweepConfig, identity: Mapping[str, Any], prep: Prepared) -> dic
         conditions.append(
             {
                 "name": cond.name,
-                "plan": json.loads(plan.to_json()) if plan is not None else None,
+                "plan": json.loads(plan.to_json()),
+                "plan_per_sample": cond.name in prep.per_sample,
                 "plan_calls": [{"fn": c.fn, **c.arguments} for c in cfg.plan_calls(cond)],
                 "sampler": json.loads(json.dumps(cfg.sampler_for(cond).__dict__, default=str)),
                 "seed_offset": cond.seed_offset,

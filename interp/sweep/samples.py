@@ -67,9 +67,7 @@ def index_coords(cfg: SweepConfig, table: Sequence[SampleSpec]) -> dict[str, np.
         "replicate": np.array([s.replicate for s in table], dtype=np.int64),
         "condition": np.array([s.condition.name for s in table], dtype=object),
         "num_inference_steps": np.array([samplers[s.condition.name].steps for s in table], dtype=np.int64),
-        "guidance_scale": np.array(
-            [samplers[s.condition.name].guidance_scale for s in table], dtype=np.float64
-        ),
+        "guidance_scale": np.array([samplers[s.condition.name].guidance_scale for s in table], dtype=np.float64),
         "scheduler": np.array([samplers[s.condition.name].scheduler or "" for s in table], dtype=object),
     }
 

@@ -10,12 +10,13 @@ metadata. It builds the store in a hidden sibling folder and renames it into pla
 exists complete or not at all: its existence is the creation marker other ranks wait for.
 
 Workers then only write regions: :meth:`SampleStore.write_sample` writes every per-sample array of one
-sample through ``zarr`` directly (the arrays and their encodings exist; going through ``xarray.to_zarr``
-per sample would reopen and re-validate the store each time), and then, last and in its own write,
-the sample's ``done`` flag. Metadata is never rewritten after creation. Zarr's local store writes each
-chunk to a ``*.partial`` file and renames it into place, so a kill leaves whole chunks but possibly a
-sample with data and no flag (redone on resume) and stray ``*.partial`` files, which
-:func:`remove_partials` deletes for samples that no live worker is writing.
+sample through ``zarr`` directly, concurrently, in two halves (the arrays and their encodings exist;
+going through ``xarray.to_zarr`` per sample would reopen and re-validate the store each time), and
+then, last and in its own write, the sample's ``done`` flag. Metadata is never rewritten after
+creation. Zarr's local store writes each chunk to a ``*.partial`` file and renames it into place,
+so a kill leaves whole chunks but possibly a sample with data and no flag (redone on resume) and
+stray ``*.partial`` files, which :func:`remove_partials` deletes for samples that no live worker is
+writing.
 
 Compression: zarr's default (zstd) for everything except float variables with a ``key`` axis (full
 per-key mass), which barely compress (DESIGN.md section 4) and are stored uncompressed.
@@ -23,6 +24,7 @@ per-key mass), which barely compress (DESIGN.md section 4) and are stored uncomp
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -36,6 +38,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
+from zarr.core.sync import sync as zarr_sync
 
 from interp.store.schema import strings
 from interp.store.zarr_io import is_zarr_store
@@ -103,9 +106,7 @@ def create_store(
     for name, values in index.items():
         values = strings(values) if np.asarray(values).dtype.kind in "TUSO" else np.asarray(values)
         if len(values) != n_samples:
-            raise SweepStoreError(
-                f"index coordinate {name!r} has {len(values)} values for {n_samples} samples"
-            )
+            raise SweepStoreError(f"index coordinate {name!r} has {len(values)} values for {n_samples} samples")
         coords[name] = ("sample", values)
     for name, (dims, values) in layout.static.items():
         coords[name] = (dims, values)
@@ -217,10 +218,19 @@ class SampleStore:
         hit = fault or (lambda point, i: None)
         hit("before_data", index)
         names = [n for n in self.arrays if n != DONE]
-        for j, name in enumerate(names):
-            if j == len(names) // 2:
-                hit("mid_data", index)
-            self.arrays[name][index] = arrays[name]
+        half = len(names) // 2
+        self._write_arrays(index, {n: arrays[n] for n in names[:half]})
+        hit("mid_data", index)
+        self._write_arrays(index, {n: arrays[n] for n in names[half:]})
         hit("before_done", index)
         self.arrays[DONE][index] = True
         hit("after_done", index)
+
+    def _write_arrays(self, index: int, arrays: Mapping[str, np.ndarray]) -> None:
+        """Write several arrays' regions concurrently (zarr's own event loop; 2-4x faster than one by one
+        for the many small per-sample arrays, the same for large ones)."""
+
+        async def write_all() -> None:
+            await asyncio.gather(*(self.arrays[n].async_array.setitem(index, v) for n, v in arrays.items()))
+
+        zarr_sync(write_all())
