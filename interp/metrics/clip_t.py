@@ -16,6 +16,7 @@ std, interpolation, resize mode) are looked up with ``open_clip.get_pretrained_c
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,7 +25,7 @@ from PIL import Image
 
 from interp.metrics.base import Metric, batches, check_images, check_prompts, import_clean
 from interp.metrics.settings import MetricSettings
-from interp.metrics.weights import file_record, resolve_clip
+from interp.metrics.weights import CorruptWeightsError, file_record, resolve_clip
 
 _PREPROCESS_KEYS = {"mean": "image_mean", "std": "image_std", "interpolation": "image_interpolation",
                     "resize_mode": "image_resize_mode"}
@@ -84,14 +85,21 @@ class CLIPT(Metric):
             )
         path = resolve_clip(settings, name, tag)
         overrides = {arg: tag_cfg[k] for k, arg in _PREPROCESS_KEYS.items() if tag_cfg.get(k) is not None}
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            name,
-            pretrained=str(path),
-            force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
-            device=self.device,
-            weights_only=True,
-            **overrides,
-        )
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name,
+                pretrained=str(path),
+                force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
+                device=self.device,
+                weights_only=True,
+                **overrides,
+            )
+        except (RuntimeError, KeyError, ValueError, AssertionError, pickle.UnpicklingError) as exc:
+            raise CorruptWeightsError(
+                f"Could not load {path} (settings key 'clip_checkpoint') into open_clip {name!r}: {exc}. "
+                "Expected the open_clip state dict published on the tag's HF repository "
+                "(open_clip_model.safetensors), not a TorchScript archive."
+            ) from exc
         self.model = model.eval()
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(name)

@@ -20,6 +20,7 @@ adapter computes in float32 everywhere.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,7 +32,7 @@ from torchvision.transforms import InterpolationMode
 from interp.metrics.base import Metric, check_images, check_prompts, import_clean
 from interp.metrics.clip_t import check_offline_tokenizer, encode_images, encode_texts
 from interp.metrics.settings import MetricSettings
-from interp.metrics.weights import file_record, hps_file, resolve
+from interp.metrics.weights import CorruptWeightsError, file_record, hps_file, resolve
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -76,9 +77,15 @@ class HPS(Metric):
         spec = hps_file(settings.hps_version)
         path = resolve(spec, settings)
         # open_clip's loader: torch.load(weights_only=True), takes checkpoint["state_dict"], strict=True.
-        model = open_clip.create_model(
-            settings.hps_model, pretrained=str(path), device=self.device, weights_only=True
-        )
+        try:
+            model = open_clip.create_model(
+                settings.hps_model, pretrained=str(path), device=self.device, weights_only=True
+            )
+        except (RuntimeError, KeyError, ValueError, AssertionError, pickle.UnpicklingError) as exc:
+            raise CorruptWeightsError(
+                f"Could not load {path} (settings key 'hps_checkpoint') into open_clip "
+                f"{settings.hps_model!r}: {exc}"
+            ) from exc
         self.model = model.eval()
         self.tokenizer = open_clip.get_tokenizer(settings.hps_model)
         image_size = self.model.visual.image_size

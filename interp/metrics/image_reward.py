@@ -276,7 +276,7 @@ class ImageReward(Metric):
         med = json.loads(med_path.read_text(encoding="utf-8"))
         text_config = text_config_from_med(med, vision_config.hidden_size)
         model = ImageRewardModel(vision_config, text_config)
-        model.load_state_dict(port_state_dict(sd, model), strict=False)  # strictness checked above
+        model.load_state_dict(port_state_dict(sd, model), strict=True)
         del sd
         self.model = model.to(self.device).eval()
         self.tokenizer = load_blip_tokenizer(tok_dir)

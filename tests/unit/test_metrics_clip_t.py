@@ -3,6 +3,7 @@ embeddings computed directly with open_clip on the same weights."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def test_scores_match_open_clip_embeddings_and_conventions(tiny):
     assert info["settings"]["clip_model"] == helpers.TINY_CLIP_T_NAME
     assert info["weights"]["clip_checkpoint"]["name"] == "open_clip_model.safetensors"
     assert info["packages"]["open_clip_torch"] != "missing"
+    assert json.loads(json.dumps(info)) == info  # store attributes are JSON
 
 
 def test_orders_two_captions_as_the_embeddings_do(tiny):

@@ -3,6 +3,7 @@ KID from stored features equal to torchmetrics on images and to the formulas wri
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -102,7 +103,9 @@ def test_antialias_setting_is_applied_and_recorded(setup):
     off = load_metric("inception", settings.replace(fid_antialias=False))
     ims = _images(2, 3, size=(200, 150))
     assert np.abs(on.features(ims) - off.features(ims)).max() > 1e-6
-    assert off.version_info()["settings"]["fid_antialias"] is False
+    info = off.version_info()
+    assert info["settings"]["fid_antialias"] is False
+    assert json.loads(json.dumps(info)) == info
 
 
 @pytest.mark.parametrize(("n_a", "n_b", "dim"), [(30, 25, 64), (80, 70, 16)])

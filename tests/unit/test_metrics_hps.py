@@ -16,7 +16,7 @@ sys.path.insert(0, str(FIXTURES))
 
 import helpers  # noqa: E402
 
-from interp.metrics import MetricSettings, load_metric  # noqa: E402
+from interp.metrics import CorruptWeightsError, MetricSettings, load_metric  # noqa: E402
 from interp.metrics.hps import HPSPreprocess  # noqa: E402
 
 mf = helpers.mf
@@ -72,6 +72,7 @@ def test_version_info_records_version_and_preprocessing(tiny):
     assert info["settings"] == {"hps_version": "v2.1", "hps_model": mf.TINY_CLIP_NAME, "hps_antialias": True}
     assert info["weights"]["hps_checkpoint"]["name"] == "HPS_v2.1_compressed.pt"
     assert list(info["outputs"]) == ["hps_v2_1"]
+    assert json.loads(json.dumps(info)) == info
 
 
 @pytest.mark.slow
@@ -82,3 +83,10 @@ def test_full_size_vit_h_14_matches_hpsv2_package(tmp_path):
     metric = load_metric("hps", MetricSettings(weights_dir=tmp_path, device="cpu", batch_size=5))
     out = metric.score(mf.load_images(), mf.PROMPTS)["hps_v2_1"]
     assert np.abs(out - reference["scores_antialias"]).max() < 1e-5
+
+
+def test_wrong_architecture_checkpoint_is_named(tiny, tmp_path):
+    """A checkpoint of another architecture fails with the file and settings key named."""
+    helpers.write_hps_checkpoint(tmp_path, helpers.TINY_CLIP_T_NAME)
+    with pytest.raises(CorruptWeightsError, match="hps_checkpoint"):
+        load_metric("hps", tiny.replace(weights_dir=tmp_path))

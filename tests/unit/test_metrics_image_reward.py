@@ -41,6 +41,9 @@ def test_scores_match_image_reward_package(tiny):
     out = metric.score(images, mf.PROMPTS)["image_reward"]
     assert np.abs(out - ref["scores"]).max() < 1e-5
     assert np.ptp(out) > 1e-2
+    info = metric.version_info()
+    assert json.loads(json.dumps(info)) == info
+    assert info["weights"]["imagereward_checkpoint"]["name"] == "ImageReward.pt"
     # inference_rank(prompt, images): one prompt against every image
     same_prompt = metric.score(images, [mf.PROMPTS[0]] * len(images))["image_reward"]
     assert np.abs(same_prompt - ref["rank_scores_prompt0"]).max() < 1e-5

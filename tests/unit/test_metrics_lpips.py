@@ -3,6 +3,7 @@ against LPIPS written out by hand from torchvision's AlexNet and the heads file.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -93,3 +94,4 @@ def test_sizes(setup):
     info = resized.version_info()
     assert info["settings"] == {"lpips_net": "alex", "lpips_size": 64}
     assert len(info["weights"]["lpips_linear_heads"]["sha256"]) == 64
+    assert json.loads(json.dumps(info)) == info
