@@ -30,7 +30,7 @@ from interp.clock import StepClock
 from interp.edits.runtime import EditResult, apply_edits
 from interp.edits.spec import Edit, in_window
 from interp.kernels.lse_path import compute_stats
-from interp.kernels.reference import StatRequest, activation_norms, attention_stats, mask_to_bias
+from interp.kernels.reference import StatRequest, activation_norms, attention_map, attention_stats, mask_to_bias
 from interp.plan import Plan, PlanError, Record
 from interp.sites.intercept import SDPACall
 from interp.sites.select import resolve_sites
@@ -95,9 +95,7 @@ def site_requests(plan: Plan, sites: Sequence[SiteInfo], adapter: Adapter) -> li
 class TraceBuffer:
     """Results keyed by variable; each entry (step, call, site, branch indices, tensor on device)."""
 
-    entries: dict[str, list[tuple[int, int, int, list[int], Tensor]]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
+    entries: dict[str, list[tuple[int, int, int, list[int], Tensor]]] = field(default_factory=lambda: defaultdict(list))
 
     def add(self, var: str, step: int, call: int, site: int, branches: list[int], value: Tensor) -> None:
         self.entries[var].append((step, call, site, branches, value.detach()))
@@ -154,7 +152,8 @@ class Observer:
         self.buffer = TraceBuffer()
         self.layouts: dict[tuple[str, str], TokenLayout] = {}
         self._rows: dict[tuple[str, str, str], Tensor] = {}
-        self.site_shapes: dict[str, tuple[int, int]] = {}  # path -> (heads, keys)
+        self.site_shapes: dict[str, tuple[int, int]] = {}
+        self.map_index: dict[str, tuple[Tensor, Tensor, Tensor]] = {}  # path -> (heads, keys)
 
     # --- token layouts and query sets ----------------------------------------------------------
     def layout(self, name: str, branch: str, n_keys: int) -> TokenLayout:
@@ -186,6 +185,25 @@ class Observer:
                 raise PlanError(f"site {site.path} has no {queries!r} query rows")
             self._rows[key] = torch.as_tensor(rows, device=device)
         return self._rows[key]
+
+    def map_selection(self, site: SiteInfo, rec: Record, call: SDPACall) -> tuple[Tensor, Tensor, Tensor]:
+        """Heads, query rows and key columns of a ``maps`` record at this site (kept for the store)."""
+        if site.path not in self.map_index:
+            dev = call.q.device
+            n_heads, nq, nk = call.q.shape[1], call.q.shape[-2], call.k.shape[-2]
+            heads = list(range(n_heads)) if rec.heads is None else list(rec.heads)
+            if max(heads) >= n_heads:
+                raise PlanError(f"maps at {site.path}: head {max(heads)} requested, the site has {n_heads}")
+            rows = self.query_rows(site, rec.queries, nq, dev)
+            if isinstance(rec.keys, str):
+                modality = self.layout(site.key_layout, self.branch_names[-1], nk).modality
+                cols = np.arange(nk) if rec.keys == "all" else np.flatnonzero(modality == rec.keys)
+            else:
+                cols = np.asarray(rec.keys)
+                if cols.max() >= nk:
+                    raise PlanError(f"maps at {site.path}: key {cols.max()} requested, the site has {nk} keys")
+            self.map_index[site.path] = (torch.as_tensor(heads, device=dev), rows, torch.as_tensor(cols, device=dev))
+        return self.map_index[site.path]
 
     def stream_rows(self, site: SiteInfo, n_query: int, device: torch.device) -> dict[str, Tensor]:
         used = self.query_rows(site, "used", n_query, device)
@@ -279,6 +297,18 @@ class Observer:
                         bias=bias,
                         kernel=kernel,
                     )
+            if "maps" in rec.stats:
+                heads, rows, cols = self.map_selection(site, rec, call)
+                results["attn_map"] = attention_map(
+                    call.q,
+                    call.k,
+                    scale=call.scale,
+                    query_rows=rows,
+                    key_cols=cols,
+                    heads=heads,
+                    bias=bias,
+                    bias_rows=bias_rows,
+                )
             if "act_norms" in rec.stats and "pre_out" in rec.where and out is not None:
                 streams = self.stream_rows(site, call.q.shape[-2], call.q.device)
                 results["act_pre_max"], results["act_pre_p95"] = activation_norms(out, streams, rec.ord)
@@ -303,12 +333,8 @@ class Observer:
                 rows = torch.arange(x.shape[1], device=x.device)
                 parts.append(activation_norms(x, {name: rows}, rec.ord))
             ref = next(p for p in parts if p is not None)
-            mx = torch.cat(
-                [p[0] if p is not None else torch.full_like(ref[0], float("nan")) for p in parts], dim=-2
-            )
-            p95 = torch.cat(
-                [p[1] if p is not None else torch.full_like(ref[1], float("nan")) for p in parts], dim=-2
-            )
+            mx = torch.cat([p[0] if p is not None else torch.full_like(ref[0], float("nan")) for p in parts], dim=-2)
+            p95 = torch.cat([p[1] if p is not None else torch.full_like(ref[1], float("nan")) for p in parts], dim=-2)
         br = self.branch_index()
         self.buffer.add("act_post_max", self.clock.step, self.clock.call, req.index, br, mx)
         self.buffer.add("act_post_p95", self.clock.step, self.clock.call, req.index, br, p95)

@@ -33,7 +33,9 @@ STATISTICS: dict[str, str] = {
     "mass_topk": "sum of the k largest incoming masses (concentration of incoming mass)",
     "query_topk": "mean over queries of the sum of each query's k largest probabilities",
     "act_norms": "norms of attention outputs: pre_out (A V per head) and/or post_out (after projection)",
+    "maps": "attention probabilities of chosen heads, query rows and keys (size-guarded), variable attn_map",
 }
+MAP_KEY_SETS = ("all", "image", "text")
 QUERY_SETS = ("used", "all", "image", "text")
 NORM_SITES = ("pre_out", "post_out")
 NORM_ORDS = ("2", "inf")
@@ -61,8 +63,24 @@ class Record:
     ord: tuple[str, ...] = ("2", "inf")
     steps: tuple[int, ...] | None = None
     view: str = "after"
+    heads: tuple[int, ...] | None = None
+    keys: Any = "all"
+    max_mb: float = 256.0
 
     def __post_init__(self) -> None:
+        if "maps" in self.stats:
+            if not (isinstance(self.keys, str) and self.keys in MAP_KEY_SETS) and not (
+                isinstance(self.keys, tuple)
+                and self.keys
+                and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in self.keys)
+            ):
+                raise PlanError(f"maps keys= must be one of {MAP_KEY_SETS} or a list of key indices, got {self.keys!r}")
+            if self.heads is not None and (
+                not self.heads or any(isinstance(h, bool) or not isinstance(h, int) or h < 0 for h in self.heads)
+            ):
+                raise PlanError(f"maps heads= must be a non-empty list of head indices, got {self.heads!r}")
+            if not self.max_mb > 0:
+                raise PlanError(f"max_mb must be positive, got {self.max_mb!r}")
         if self.view not in ("after", "before", "both"):
             raise PlanError(f"view must be 'after', 'before' or 'both', got {self.view!r}")
         if not self.stats:
@@ -83,9 +101,7 @@ class Record:
         for o in self.ord:
             if o not in NORM_ORDS:
                 raise PlanError(f"unknown norm order {o!r}; known: {', '.join(NORM_ORDS)}")
-        if self.steps is not None and any(
-            isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.steps
-        ):
+        if self.steps is not None and any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.steps):
             raise PlanError(f"record(steps=...) must be non-negative step indices, got {self.steps!r}")
 
 
@@ -142,9 +158,7 @@ def _tuplify(entry: dict[str, Any]) -> dict[str, Any]:
 
 # --- collection through a context variable -------------------------------------------------------
 
-_OPEN_PLAN: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
-    "interp_open_plan", default=None
-)
+_OPEN_PLAN: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar("interp_open_plan", default=None)
 
 
 def _append(item: Any, caller: str) -> Any:
@@ -183,6 +197,9 @@ def record(
     ord: str | int | float | Sequence[str | int | float] = ("2", "inf"),
     steps: Sequence[int] | None = None,
     view: str = "after",
+    heads: Sequence[int] | None = None,
+    keys: str | Sequence[int] = "all",
+    max_mb: float = 256.0,
 ) -> Record:
     """Declare statistics to record in the open trace.
 
@@ -191,11 +208,14 @@ def record(
 
     ``view``: at an edited call, whether the statistics describe the attention ``"after"`` the edit
     (the standard variables), ``"before"`` it (variables suffixed ``_before``), or ``"both"``.
+
+    ``"maps"`` stores attention probabilities (variable ``attn_map``) of the sites and ``steps``
+    chosen, for ``heads`` (default all), the ``queries`` rows and the ``keys`` columns (``"all"``,
+    ``"image"``, ``"text"`` or key indices); a request larger than ``max_mb`` megabytes is refused
+    before generation with its size in the message.
     """
     ords = ord if isinstance(ord, Sequence) and not isinstance(ord, str) else (ord,)
-    norm_ords = tuple(
-        "inf" if str(o) in ("inf", "float('inf')") or o == float("inf") else str(o) for o in ords
-    )
+    norm_ords = tuple("inf" if str(o) in ("inf", "float('inf')") or o == float("inf") else str(o) for o in ords)
     layer_spec = tuple(layers) if isinstance(layers, list) else layers
     item = Record(
         stats=tuple(stats),
@@ -207,5 +227,8 @@ def record(
         ord=norm_ords,
         steps=None if steps is None else tuple(steps),
         view=view,
+        heads=None if heads is None else tuple(heads),
+        keys=keys if isinstance(keys, str) else tuple(keys),
+        max_mb=max_mb,
     )
     return _append(item, "record")

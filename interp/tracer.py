@@ -37,6 +37,7 @@ from interp.adapters import adapter_for
 from interp.adapters.base import BRANCHES
 from interp.clock import StepClock
 from interp.edits.validate import validate_edits
+from interp.maps_budget import check_map_budget
 from interp.observe import Observer, site_requests
 from interp.plan import Plan, PlanError, close_plan, open_plan
 from interp.provenance import provenance
@@ -141,9 +142,20 @@ class Trace:
         for req in requests:
             check_backend(req.site.path, denoiser.get_submodule(req.site.path))
         replay = validate_edits(plan, requests, denoiser, adapter, pipe, self)
+        check_map_budget(plan, requests, denoiser, adapter, pipe, self.pipeline_kwargs, self._texts())
         clock = StepClock(adapter, pipe)
-        observer = Observer(pipe, adapter, clock, requests, self._texts(), self.pipeline_kwargs, BRANCHES,
-                            kernel=self.kernel, seed=-1 if self.seed is None else int(self.seed), replay=replay)
+        observer = Observer(
+            pipe,
+            adapter,
+            clock,
+            requests,
+            self._texts(),
+            self.pipeline_kwargs,
+            BRANCHES,
+            kernel=self.kernel,
+            seed=-1 if self.seed is None else int(self.seed),
+            replay=replay,
+        )
         kwargs = dict(self.pipeline_kwargs)
         if self.seed is not None:
             kwargs["generator"] = torch.Generator("cpu").manual_seed(int(self.seed))
@@ -210,6 +222,7 @@ class Trace:
             image=_image_array(self.images[0]),
             edit_names=[e.name for e in plan.edits],
             edit_plans=[Plan((e,)).to_json() for e in plan.edits],
+            map_index={p: tuple(t.cpu().numpy() for t in v) for p, v in observer.map_index.items()},
         )
 
 
@@ -223,11 +236,12 @@ def _variable_attrs(plan: Plan) -> dict[str, dict[str, Any]]:
         "mass_topk": ("mass_topk",),
         "query_topk": ("query_topk",),
         "act_norms": ("act_pre_max", "act_pre_p95", "act_post_max", "act_post_p95"),
+        "maps": ("attn_map",),
     }
     for rec in plan.records:
         for stat in rec.stats:
             for var in names[stat]:
-                out[var] = {"queries": rec.queries, "top": rec.top, "k": rec.k}
+                out[var] = out[var + "_before"] = {"queries": rec.queries, "top": rec.top, "k": rec.k}
     return out
 
 

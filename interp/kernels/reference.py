@@ -52,9 +52,7 @@ def mask_to_bias(attn_mask: Tensor | None, dtype: torch.dtype = torch.float32) -
     if attn_mask is None:
         return None
     if attn_mask.dtype == torch.bool:
-        return torch.zeros(attn_mask.shape, dtype=dtype, device=attn_mask.device).masked_fill(
-            ~attn_mask, float("-inf")
-        )
+        return torch.zeros(attn_mask.shape, dtype=dtype, device=attn_mask.device).masked_fill(~attn_mask, float("-inf"))
     return attn_mask.to(dtype)
 
 
@@ -143,9 +141,7 @@ def mass_summaries(mass: Tensor, request: StatRequest) -> dict[str, Tensor]:
     return out
 
 
-def activation_norms(
-    x: Tensor, rows_by_stream: dict[str, Tensor], ords: tuple[str, ...]
-) -> tuple[Tensor, Tensor]:
+def activation_norms(x: Tensor, rows_by_stream: dict[str, Tensor], ords: tuple[str, ...]) -> tuple[Tensor, Tensor]:
     """Max and 95th percentile over tokens of per-token norms, per stream and norm order.
 
     ``x`` is (B, H, N, D) (``pre_out``: the attention output per head) or (B, N, C) (``post_out``).
@@ -165,3 +161,38 @@ def activation_norms(
             mx[..., si, oi] = sel.amax(dim=-1)
             p95[..., si, oi] = torch.quantile(sel, 0.95, dim=-1)
     return mx, p95
+
+
+def attention_map(
+    q: Tensor,
+    k: Tensor,
+    *,
+    scale: float,
+    query_rows: Tensor,
+    key_cols: Tensor,
+    heads: Tensor,
+    bias: Tensor | None = None,
+    bias_rows: Tensor | None = None,
+    chunk_bytes: int = 32 << 20,
+) -> Tensor:
+    """Probabilities A[b, h, i, j] for the chosen heads, query rows and key columns (fp32).
+
+    The softmax is over *all* keys of the call; only the requested slice is kept, so a map of image
+    queries x text keys is the exact slice of the full attention matrix.
+    """
+    qh, kh = q.index_select(1, heads), k.index_select(1, heads)
+    if bias is not None and bias.shape[1] != 1:
+        bias = bias.index_select(1, heads)
+    b, h = qh.shape[:2]
+    nk = k.shape[-2]
+    out = torch.empty(b, h, query_rows.numel(), key_cols.numel(), dtype=torch.float32, device=q.device)
+    kf = kh.float().transpose(-1, -2)
+    step = _chunk_rows(b, h, nk, chunk_bytes)
+    for start in range(0, query_rows.numel(), step):
+        rows = query_rows[start : start + step]
+        s = torch.matmul(qh.index_select(2, rows).float(), kf).mul_(scale)
+        if bias is not None:
+            bb = bias if bias.shape[-2] == 1 else bias.index_select(-2, rows)
+            s = s + bb if bias_rows is None else torch.where(bias_rows.index_select(0, rows)[:, None], s + bb, s)
+        out[:, :, start : start + rows.numel()] = torch.softmax(s, dim=-1).index_select(-1, key_cols)
+    return out

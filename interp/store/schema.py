@@ -65,21 +65,16 @@ VARIABLES: dict[str, VarSpec] = {
     "image": VarSpec(("y", "x", "rgb"), "generated image, uint8"),
 }
 
+MAP_DIMS = ("step", "call", "site", "branch", "map_head", "map_query", "map_key")
+VARIABLES["attn_map"] = VarSpec(MAP_DIMS, "attention probabilities A_ij of the chosen heads, query rows and keys")
+
 EDIT_DIMS = ("edit", *CORE)
 EDIT_VARIABLES: dict[str, VarSpec] = {
-    "edit_keys": VarSpec(
-        (*EDIT_DIMS, "edit_rank"), "keys the edit acted on (-1 padded), per head and branch"
-    ),
+    "edit_keys": VarSpec((*EDIT_DIMS, "edit_rank"), "keys the edit acted on (-1 padded), per head and branch"),
     "edit_n_keys": VarSpec(EDIT_DIMS, "number of keys the edit acted on"),
-    "edit_mass_before": VarSpec(
-        EDIT_DIMS, "incoming mass of the edited keys before the edit (measured, scope rows)"
-    ),
-    "edit_mass_after": VarSpec(
-        EDIT_DIMS, "incoming mass of the edited keys after the edit (measured, scope rows)"
-    ),
-    "edit_entropy_after": VarSpec(
-        EDIT_DIMS, "mean entropy of the scope rows after the edit (nats, bias included)"
-    ),
+    "edit_mass_before": VarSpec(EDIT_DIMS, "incoming mass of the edited keys before the edit (measured, scope rows)"),
+    "edit_mass_after": VarSpec(EDIT_DIMS, "incoming mass of the edited keys after the edit (measured, scope rows)"),
+    "edit_entropy_after": VarSpec(EDIT_DIMS, "mean entropy of the scope rows after the edit (nats, bias included)"),
 }
 VARIABLES.update(EDIT_VARIABLES)
 for _name in (
@@ -191,6 +186,7 @@ def trace_dataset(
     var_attrs: Mapping[str, Mapping[str, Any]],
     edit_names: Sequence[str] = (),
     edit_plans: Sequence[str] = (),
+    map_index: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
     attrs: Mapping[str, Any],
     image: np.ndarray | None = None,
 ) -> xr.Dataset:
@@ -243,6 +239,15 @@ def trace_dataset(
     for name, arr in edit_vars.items():
         spec = VARIABLES[name]
         data_vars[name] = xr.Variable(spec.dims, arr, attrs={"description": spec.description})
+    if map_index:
+        for dim, part in (("map_head", 0), ("map_query", 1), ("map_key", 2)):
+            width = max(len(v[part]) for v in map_index.values())
+            idx = np.full((len(sites), width), -1, dtype=np.int64)
+            for si, s in enumerate(sites):
+                if s.path in map_index:
+                    vals = np.asarray(map_index[s.path][part])
+                    idx[si, : len(vals)] = vals
+            coords[f"{dim}_index"] = (("site", dim), idx)
     if edit_names:
         coords["edit"] = np.arange(len(edit_names))
         coords["edit_name"] = ("edit", strings(list(edit_names)))

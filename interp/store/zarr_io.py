@@ -44,9 +44,7 @@ def check_store_path(path: str | os.PathLike) -> Path:
     p = Path(path)
     if p.exists() and not (p.is_dir() and is_zarr_store(p)):
         what = "a file" if p.is_file() else "a folder that is not a Zarr v3 store (no zarr.json)"
-        raise StoreError(
-            f"store path {p} exists and is {what}; choose a new path or an existing interp store"
-        )
+        raise StoreError(f"store path {p} exists and is {what}; choose a new path or an existing interp store")
     return p
 
 
@@ -92,9 +90,7 @@ def _conform(new: xr.Dataset, store: xr.Dataset) -> xr.Dataset:
     if extra:
         raise StoreError(f"this trace records {extra}, which the store does not hold; use another store")
     if missing:
-        raise StoreError(
-            f"this trace lacks {missing}, which the store holds; use the same plan or another store"
-        )
+        raise StoreError(f"this trace lacks {missing}, which the store holds; use the same plan or another store")
     pads = {}
     for dim in ("step", "call", "head", "key", "rank"):
         if dim in store.dims:
@@ -125,12 +121,12 @@ def _conform(new: xr.Dataset, store: xr.Dataset) -> xr.Dataset:
 
 
 def _encoding(ds: xr.Dataset) -> dict[str, dict]:
+    """One sample per chunk; attention maps also one step and one site per chunk (they can be large)."""
     enc = {}
     for name, var in ds.variables.items():
         if "sample" in var.dims:
-            enc[name] = {
-                "chunks": tuple(1 if d == "sample" else s for d, s in zip(var.dims, var.shape, strict=True))
-            }
+            one = ("sample", "step", "site") if "map_key" in var.dims else ("sample",)
+            enc[name] = {"chunks": tuple(1 if d in one else s for d, s in zip(var.dims, var.shape, strict=True))}
     return enc
 
 
@@ -147,9 +143,9 @@ def append_trace(path: str | os.PathLike, ds: xr.Dataset, sample_coords: dict[st
             index = store.sizes["sample"]
             new = _conform(new, store)
             keep = [n for n in new.variables if "sample" in new[n].dims or n in new.dims]
-            new[keep].drop_vars(
-                [d for d in new.dims if d != "sample" and d in new.coords], errors="ignore"
-            ).to_zarr(p, append_dim="sample", consolidated=True)
+            new[keep].drop_vars([d for d in new.dims if d != "sample" and d in new.coords], errors="ignore").to_zarr(
+                p, append_dim="sample", consolidated=True
+            )
         flag = xr.Dataset({"done": ("sample", np.ones(1, dtype=bool))})
         flag.to_zarr(p, region={"sample": slice(index, index + 1)}, consolidated=True)
     return index
