@@ -16,10 +16,12 @@ from interp.edits import (  # noqa: E402
     mask_random,
     mask_topk,
     noop_edit,
+    patch,
     replace_values,
 )
 from interp.plan import PlanError, record  # noqa: E402
 from interp.store.zarr_io import open_store  # noqa: E402
 
 __all__ = ["PlanError", "edit", "mask_bottomk", "mask_keys", "mask_random", "mask_topk", "noop_edit", "open_store",
+    "patch",
            "pipelines", "record", "replace_values", "tracer"]

@@ -153,7 +153,8 @@ class Observer:
         self.layouts: dict[tuple[str, str], TokenLayout] = {}
         self._rows: dict[tuple[str, str, str], Tensor] = {}
         self.site_shapes: dict[str, tuple[int, int]] = {}
-        self.map_index: dict[str, tuple[Tensor, Tensor, Tensor]] = {}  # path -> (heads, keys)
+        self.map_index: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
+        self.captured: dict[tuple[str, int, int], dict[str, Any]] = {}  # path -> (heads, keys)
 
     # --- token layouts and query sets ----------------------------------------------------------
     def layout(self, name: str, branch: str, n_keys: int) -> TokenLayout:
@@ -297,6 +298,12 @@ class Observer:
                         bias=bias,
                         kernel=kernel,
                     )
+            if "capture" in rec.stats and out is not None and "after" in wanted:
+                self.captured[(site.path, step, ccall)] = {
+                    "v": call.v.detach().clone(),
+                    "out": out.detach().clone(),
+                    "branches": list(self.clock.branches),
+                }
             if "maps" in rec.stats:
                 heads, rows, cols = self.map_selection(site, rec, call)
                 results["attn_map"] = attention_map(

@@ -33,6 +33,7 @@ STATISTICS: dict[str, str] = {
     "mass_topk": "sum of the k largest incoming masses (concentration of incoming mass)",
     "query_topk": "mean over queries of the sum of each query's k largest probabilities",
     "act_norms": "norms of attention outputs: pre_out (A V per head) and/or post_out (after projection)",
+    "capture": "keep each call's values and attention output in memory (Trace.captured) for patching; not stored",
     "maps": "attention probabilities of chosen heads, query rows and keys (size-guarded), variable attn_map",
 }
 MAP_KEY_SETS = ("all", "image", "text")

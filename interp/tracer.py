@@ -36,6 +36,7 @@ import xarray as xr
 from interp.adapters import adapter_for
 from interp.adapters.base import BRANCHES
 from interp.clock import StepClock
+from interp.edits.patching import register as register_source
 from interp.edits.validate import validate_edits
 from interp.maps_budget import check_map_budget
 from interp.observe import Observer, site_requests
@@ -94,6 +95,8 @@ class Trace:
         self.tag = tag
         self.pipeline_kwargs = pipeline_kwargs
         self.initial_plan = plan
+        self.captured: dict = {}
+        self.patch_id = register_source(self)
         self.plan: Plan | None = None
         self.output: Any = None
         self.stats: xr.Dataset | None = None
@@ -177,6 +180,7 @@ class Trace:
                     )
                 )
             self.output = pipe(**kwargs)
+        self.captured = observer.captured
         self.stats = self._dataset(plan, clock, observer, sites=[r.site for r in requests])
         if self.store is not None:
             self.sample = append_trace(self.store, self.stats, self._sample_coords())
@@ -237,6 +241,7 @@ def _variable_attrs(plan: Plan) -> dict[str, dict[str, Any]]:
         "query_topk": ("query_topk",),
         "act_norms": ("act_pre_max", "act_pre_p95", "act_post_max", "act_post_p95"),
         "maps": ("attn_map",),
+        "capture": (),
     }
     for rec in plan.records:
         for stat in rec.stats:

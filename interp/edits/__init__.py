@@ -12,6 +12,7 @@ from interp.edits.presets import (
     mask_random,
     mask_topk,
     noop_edit,
+    patch,
     replace_values,
 )
 from interp.edits.spec import Edit, Operation, Scope, Selector
@@ -27,5 +28,6 @@ __all__ = [
     "mask_random",
     "mask_topk",
     "noop_edit",
+    "patch",
     "replace_values",
 ]

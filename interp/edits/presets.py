@@ -195,3 +195,26 @@ def noop_edit(
         ),
         "noop_edit",
     )
+
+
+def patch(
+    *,
+    source: Any,
+    layer: Any = None,
+    layers: Any = None,
+    target: str = "values",
+    keys: list[Any] | None = None,
+    name: str | None = None,
+    **scope: Any,
+) -> Edit:
+    """Activation patching: replace this site's values (all, or fixed ``keys``), or its output rows
+    (``target="output"``), with those ``source`` captured at the same step, call and branch.
+
+    ``source`` is a finished ``Trace`` whose plan had ``record("capture", layers=...)``.
+    """
+    sid = getattr(source, "patch_id", None)
+    if sid is None:
+        raise TypeError("patch(source=...) takes a Trace object traced with record('capture', ...)")
+    sel = Selector(kind="keys", keys=tuple(keys), k=len(keys)) if keys is not None else Selector(kind="none", k=0)
+    op = Operation("patch", target=target, source=sid)
+    return _append(Edit(sel, op, _scope(_layer(layer, layers), scope), name or f"patch_{target}"), "patch")

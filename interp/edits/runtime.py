@@ -122,6 +122,7 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
 
     key_bias = torch.zeros(b, h, nk, dtype=torch.float32, device=dev)
     values: Tensor | None = None
+    output_patch: Tensor | None = None
     forced = False
     changed = False
     verifications = []
@@ -141,8 +142,18 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
         )
         keys = torch.where(pairs[..., None], keys, torch.full_like(keys, -1))
         member = _member(keys, nk)
+        if sel.kind == "none":  # every key (patching a whole site)
+            member = pairs[..., None].expand(b, h, nk)
         op = e.operation
-        if op.path == "score":
+        if op.path == "patch":
+            src = patch_source(obs, op.source, site.path, branches, dev)
+            if op.target == "values":
+                base = values if values is not None else v
+                values = torch.where(member[..., None], src["v"].to(base.dtype), base)
+            else:
+                output_patch = src["out"]
+            changed = True
+        elif op.path == "score":
             bias_val = -math.inf if op.eta == 0.0 else math.log(op.eta)
             key_bias = key_bias + torch.where(member, torch.tensor(bias_val, device=dev), torch.zeros((), device=dev))
             changed |= bool(member.any()) and op.eta != 1.0
@@ -178,9 +189,31 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
         if rows is not None:
             row_mask = torch.zeros(nq, dtype=torch.bool, device=dev)
             row_mask[rows] = True
+        if output_patch is not None:
+            region = out.index_select(2, scope_rows)
+            source_rows = output_patch.index_select(2, scope_rows).to(out.dtype)
+            patched = torch.where(pairs[:, :, None, None], source_rows, region)
+            out = out.clone()
+            out[:, :, scope_rows] = patched
         result = EditResult(out, key_bias, row_mask, True)
     _verify(obs, req, call, verifications, key_bias, mask_bias, scope_rows, pairs, unedited_mass)
     return result
+
+
+def patch_source(obs: Observer, source: str, path: str, branches: list[str], device: torch.device) -> dict[str, Tensor]:
+    """The source trace's captured values and output at this site, step and call, rows by branch."""
+    from interp.edits.patching import lookup
+
+    entry = lookup(source).captured.get((path, obs.clock.step, obs.clock.call))
+    if entry is None:
+        raise PlanError(f"patch source has no capture of {path} at step {obs.clock.step}, call {obs.clock.call}")
+    rows = []
+    for br in branches:
+        if br not in entry["branches"]:
+            raise PlanError(f"patch source has no {br!r} branch at {path}")
+        rows.append(entry["branches"].index(br))
+    idx = torch.as_tensor(rows, device=entry["v"].device)
+    return {"v": entry["v"].index_select(0, idx).to(device), "out": entry["out"].index_select(0, idx).to(device)}
 
 
 def _verify(

@@ -110,7 +110,9 @@ def _is_token_name(key: Any) -> bool:
 
 @dataclass(frozen=True)
 class Operation:
-    """What happens to the selected keys: a logit bias (score path) or a value replacement."""
+    """What happens to the selected keys: a logit bias (score path), a value replacement (value path),
+    or activation patching (``patch``: the site's values, or its output rows, taken from a source
+    trace at the same step, call and branch)."""
 
     path: str = "score"
     eta: float = 0.0
@@ -118,10 +120,17 @@ class Operation:
     alpha: float = 0.0
     mean_over: str | None = None
     force_kernel: bool = False
+    target: str = "values"
+    source: str | None = None
 
     def __post_init__(self) -> None:
-        if self.path not in ("score", "value"):
-            raise PlanError(f"operation path must be 'score' or 'value', got {self.path!r}")
+        if self.path not in ("score", "value", "patch"):
+            raise PlanError(f"operation path must be 'score', 'value' or 'patch', got {self.path!r}")
+        if self.path == "patch":
+            if self.target not in ("values", "output"):
+                raise PlanError(f"patch target must be 'values' or 'output', got {self.target!r}")
+            if not self.source:
+                raise PlanError("a patch needs a source trace (patch(source=t) with t traced with record('capture'))")
         if isinstance(self.eta, bool) or not isinstance(self.eta, int | float) or not (0.0 <= self.eta <= 1.0):
             raise PlanError(f"eta must be in [0, 1], got {self.eta!r}")
         if self.mode not in VALUE_MODES:

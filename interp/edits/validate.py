@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from interp.edits.patching import check_source
 from interp.edits.replay import ReplaySource
 from interp.edits.select import check_budget
 from interp.plan import Plan, PlanError
@@ -35,6 +36,8 @@ def validate_edits(plan: Plan, requests: list, denoiser: Any, adapter: Any, pipe
                 layout = adapter.planned_layout(pipe, site.key_layout, text, trace.pipeline_kwargs)
                 if layout is not None:
                     check_budget(e.selector, layout, f"edit {e.name!r} at {site.path}")
+        if e.operation.path == "patch":
+            check_source(e.operation.source, [s.path for s in chosen])
         if e.selector.kind == "replay":
             replay[ei] = ReplaySource(
                 e.selector.source,

@@ -182,3 +182,21 @@ def test_bad_edits_fail_before_generation(pipe, plan_fn, match):
 def test_edit_outside_trace_raises():
     with pytest.raises(RuntimeError, match="inside `with tracer.trace"):
         mask_topk(layer=1, k=1)
+
+
+@pytest.mark.parametrize("target", ["values", "output"])
+def test_patching_from_the_same_run_is_bit_identical_and_from_another_prompt_is_not(pipe, target):
+    from interp import patch
+
+    img0, ref, _ = latents_of(pipe)
+    with tracer.trace(pipe, PROMPT, seed=0, **KW) as source:
+        record("capture", layers=[1, 2])
+    assert torch.equal(source.output.images, img0)
+    img, lat, _ = latents_of(pipe, lambda: patch(source=source, layer=1, target=target))
+    assert torch.equal(img, img0) and all(torch.equal(a, b) for a, b in zip(lat, ref, strict=True))
+    with tracer.trace(pipe, "a photo of two green dogs", seed=0, **KW) as other:
+        record("capture", layers=1)
+    img2, _, t = latents_of(pipe, lambda: patch(source=other, layer=1, target=target, queries="image"))
+    assert not torch.equal(img2, img0)
+    with pytest.raises(PlanError, match="did not capture"), tracer.trace(pipe, PROMPT, **KW):
+        patch(source=other, layer=2)
