@@ -78,6 +78,9 @@ class Metric:
     """Base class of the adapters (see the module docstring for the contract)."""
 
     name: ClassVar[str] = ""
+    #: "image_text": score(images, prompts), one value per image; "pair": score_pairs(a, b), one value
+    #: per pair; "features": score(images) returns one feature row per image (FID/KID from them).
+    kind: ClassVar[str] = "image_text"
     #: output key -> one-line description (what the number is, its range and convention).
     outputs: ClassVar[dict[str, str]] = {}
     #: distributions whose versions change the numbers.
@@ -101,6 +104,7 @@ class Metric:
     def version_info(self) -> dict[str, Any]:
         return {
             "metric": self.name,
+            "kind": self.kind,
             "outputs": dict(self.outputs),
             "packages": package_versions(*self.packages),
             "settings": self.settings.as_record(self.setting_keys),

@@ -119,6 +119,7 @@ def kid_from_features(features_a, features_b, subsets: int = 100, subset_size: i
 
 class InceptionFeatures(Metric):
     name = "inception"
+    kind = "features"
     outputs = {
         "inception_pool3": "2048-d pool3 features of torch-fidelity's FID Inception, one row per image",
     }

@@ -57,6 +57,7 @@ def lpips_heads_sha256() -> str:
 
 class LPIPS(Metric):
     name = "lpips"
+    kind = "pair"
     outputs = {"lpips": "LPIPS v0.1 (AlexNet trunk, calibrated linear heads), spatial mean; 0 = identical"}
     packages = ("torch", "torchvision", "lpips")
     setting_keys = ("lpips_net", "lpips_size")

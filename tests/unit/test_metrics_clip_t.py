@@ -63,6 +63,7 @@ def test_scores_match_open_clip_embeddings_and_conventions(tiny):
     assert info["weights"]["clip_checkpoint"]["name"] == "open_clip_model.safetensors"
     assert info["packages"]["open_clip_torch"] != "missing"
     assert json.loads(json.dumps(info)) == info  # store attributes are JSON
+    assert info["kind"] == "image_text"
 
 
 def test_orders_two_captions_as_the_embeddings_do(tiny):

@@ -106,6 +106,7 @@ def test_antialias_setting_is_applied_and_recorded(setup):
     info = off.version_info()
     assert info["settings"]["fid_antialias"] is False
     assert json.loads(json.dumps(info)) == info
+    assert info["kind"] == "features"
 
 
 @pytest.mark.parametrize(("n_a", "n_b", "dim"), [(30, 25, 64), (80, 70, 16)])

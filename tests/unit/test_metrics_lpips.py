@@ -95,3 +95,4 @@ def test_sizes(setup):
     assert info["settings"] == {"lpips_net": "alex", "lpips_size": 64}
     assert len(info["weights"]["lpips_linear_heads"]["sha256"]) == 64
     assert json.loads(json.dumps(info)) == info
+    assert info["kind"] == "pair"
