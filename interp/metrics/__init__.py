@@ -35,6 +35,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "image_reward": ("interp.metrics.image_reward", "ImageReward"),
     "lpips": ("interp.metrics.lpips_metric", "LPIPS"),
     "inception": ("interp.metrics.fid", "InceptionFeatures"),
+    "blip2_vqa": ("interp.metrics.vqa", "BLIP2VQA"),
 }
 
 

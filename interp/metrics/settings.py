@@ -33,6 +33,7 @@ PATH_KEYS = (
     "bert_tokenizer_dir",
     "alexnet_checkpoint",
     "inception_checkpoint",
+    "blip2_dir",
 )
 
 
@@ -69,6 +70,7 @@ class MetricSettings:
     fid_antialias: torchmetrics' ``antialias`` of the resize to 299 px before Inception (True:
         bilinear with antialias; False: the TF1-compatible resize of the original FID code).
     kid_subsets, kid_subset_size: KID subsets and subset size (``None``: derived from set sizes).
+    vqa_max_new_tokens: answer length of the optional BLIP-2 VQA probe.
     verify_hashes: check the sha256 of files whose hash is known (torch-hub files) before loading.
     *_checkpoint / *_config / *_dir: explicit paths overriding the default layout under weights_dir.
     """
@@ -101,6 +103,9 @@ class MetricSettings:
     inception_checkpoint: Path | None = None
     kid_subsets: int = 100
     kid_subset_size: int | None = None
+
+    blip2_dir: Path | None = None
+    vqa_max_new_tokens: int = 10
 
     verify_hashes: bool = True
 

@@ -277,6 +277,11 @@ INCEPTION = WeightFile(
     # torch-fidelity does not verify a hash on download, so none is enforced here.
 )
 
+BLIP2 = WeightFile(
+    key="blip2_dir", filename="blip2-opt-2.7b", relpath="blip2-opt-2.7b", hf_repo="Salesforce/blip2-opt-2.7b",
+    is_dir=True, required_files=("config.json", "tokenizer_config.json"),
+)
+
 OPEN_CLIP_FILENAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 

@@ -80,6 +80,7 @@ def _files(folders) -> set[Path]:
         ("image_reward", "ImageReward.pt", "imagereward_checkpoint"),
         ("lpips", "alexnet-owt-7be5be79.pth", "alexnet_checkpoint"),
         ("inception", "weights-inception-2015-12-05-6726825d.pth", "inception_checkpoint"),
+        ("blip2_vqa", "blip2-opt-2.7b", "blip2_dir"),
     ],
 )
 def test_missing_weights_name_file_and_key_and_download_nothing(no_network, tmp_path, metric, filename, key):
