@@ -68,7 +68,5 @@ def nnsight_pipeline(pipe: Any, **nnsight_kwargs: Any) -> Any:
     try:
         import nnsight
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "nnsight_pipeline needs nnsight: pip install 'interp[nnsight]' (nnsight>=0.8)"
-        ) from exc
+        raise ImportError("nnsight_pipeline needs nnsight: pip install 'interp[nnsight]' (nnsight>=0.8)") from exc
     return nnsight.NNsight(PipelineModule(pipe), **nnsight_kwargs)
