@@ -3,7 +3,7 @@
 Real metric weights cannot be downloaded on the development and CI machines, so tests write a
 *fabricated* checkpoint (every key and shape of the released file, random values) and load it through
 the metric's real loading path. The same function runs in the isolated reference environments that
-produced the parity fixtures (``tests/fixtures/metrics/make_fixtures.py``), so both sides see
+produced the parity fixtures (``tests/fixtures/metrics/make_metric_fixtures.py``), so both sides see
 bit-identical weights without shipping them.
 
 Design: each tensor is drawn from its own ``torch.Generator`` seeded by ``crc32(seed/name)``, so a

@@ -1,5 +1,5 @@
 """HPS-v2 adapter: parity with the hpsv2 1.2.0 package (committed fixtures made in an isolated venv by
-tests/fixtures/metrics/make_fixtures.py on the same fabricated weights)."""
+tests/fixtures/metrics/make_metric_fixtures.py on the same fabricated weights)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "metrics"
 sys.path.insert(0, str(FIXTURES))
 
-import helpers  # noqa: E402
+import metric_helpers as helpers  # noqa: E402
 
 from interp.metrics import CorruptWeightsError, MetricSettings, load_metric  # noqa: E402
 from interp.metrics.hps import HPSPreprocess  # noqa: E402

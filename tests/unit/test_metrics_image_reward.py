@@ -1,5 +1,5 @@
 """ImageReward port: parity with the image-reward 1.5 package (committed fixtures made in an isolated
-venv by tests/fixtures/metrics/make_fixtures.py on the same fabricated state dict), strict key map."""
+venv by tests/fixtures/metrics/make_metric_fixtures.py on the same fabricated state dict), strict key map."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "metrics"
 sys.path.insert(0, str(FIXTURES))
 
-import helpers  # noqa: E402
+import metric_helpers as helpers  # noqa: E402
 
 from interp.metrics import CorruptWeightsError, MetricSettings, load_metric  # noqa: E402
 from interp.metrics.image_reward import (  # noqa: E402

@@ -14,7 +14,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "metrics"))
 
-import helpers  # noqa: E402
+import metric_helpers as helpers  # noqa: E402
 
 from interp.metrics import MetricSettings, load_metric  # noqa: E402
 

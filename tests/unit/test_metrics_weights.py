@@ -13,7 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "metrics"))
 
-import helpers  # noqa: E402
+import metric_helpers as helpers  # noqa: E402
 
 from interp.metrics import MetricSettings, load_metric  # noqa: E402
 from interp.metrics.weights import (  # noqa: E402
