@@ -24,18 +24,10 @@ _FOUR = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "neg
 ENCODERS: dict[str, tuple[str | None, ...]] = {
     "StableDiffusion3Pipeline": _FOUR,
     "StableDiffusionXLPipeline": _FOUR,
-    "PixArtSigmaPipeline": (
-        "prompt_embeds",
-        "prompt_attention_mask",
-        "negative_prompt_embeds",
-        "negative_prompt_attention_mask",
-    ),
-    "PixArtAlphaPipeline": (
-        "prompt_embeds",
-        "prompt_attention_mask",
-        "negative_prompt_embeds",
-        "negative_prompt_attention_mask",
-    ),
+    # PixArt (outputs: prompt_embeds, prompt_attention_mask, negative_prompt_embeds,
+    # negative_prompt_attention_mask) is left out: its __call__ defaults negative_prompt to "" and refuses
+    # it beside negative_prompt_embeds, and the tracer drops the sweep's negative_prompt rather than
+    # passing None, so PixArt sweeps pass the prompt text (correct, only slower) until that changes.
 }
 """Pipeline class -> names of ``encode_prompt``'s outputs as ``__call__`` arguments (None: not passed)."""
 

@@ -236,10 +236,14 @@ def _check_edits(
         trace = tracer.Trace(
             pipe, probe.prompt.text, seed=probe.seed, plan=plan, kernel=cfg.kernel, **call_kwargs[cond.name]
         )
-        try:
-            validate_edits(plan, site_requests(plan, sites, adapter), denoiser, adapter, pipe, trace)
-        except (PlanError, ValueError) as exc:
-            raise ConfigError(plan_field(cfg, cond, None), str(exc)) from None
+        edits = {id(e) for e in plan.edits}
+        for i, item in enumerate(plan.items):  # one edit at a time, so the error names its plan entry
+            if id(item) in edits:
+                one = Plan((item,))
+                try:
+                    validate_edits(one, site_requests(one, sites, adapter), denoiser, adapter, pipe, trace)
+                except (PlanError, ValueError) as exc:
+                    raise ConfigError(plan_field(cfg, cond, i), str(exc)) from None
 
 
 # --- running one sample -------------------------------------------------------------------------------
@@ -263,6 +267,7 @@ def captured_latents(pipe: Any) -> Iterator[dict[str, torch.Tensor]]:
     """Capture the first latents ``pipe.prepare_latents`` returns during the block (instance wrapper)."""
     box: dict[str, torch.Tensor] = {}
     original = pipe.prepare_latents
+    had_own = "prepare_latents" in vars(pipe)  # an instance-level override to put back afterwards
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         out = original(*args, **kwargs)
@@ -275,7 +280,9 @@ def captured_latents(pipe: Any) -> Iterator[dict[str, torch.Tensor]]:
     try:
         yield box
     finally:
-        with contextlib.suppress(AttributeError):
+        if had_own:
+            object.__setattr__(pipe, "prepare_latents", original)
+        else:
             object.__delattr__(pipe, "prepare_latents")
 
 
@@ -490,9 +497,7 @@ def _run(
                 results += _run_replicate(cfg, pipe, prep, rep_specs, done, embeds, path, bar)
             generate_s += sum(r.seconds for r in results)
             generated += len(results)
-            if not is_zarr_store(path):
-                if not info.is_main:
-                    raise SweepError("internal: a non-zero rank reached store creation")
+            if info.is_main and not is_zarr_store(path):  # other ranks' writers wait for it to appear
                 layout = StoreLayout.from_traces([r.trace.stats for r in results], prep.site_order)
                 create_store(path, layout, n, index_coords(cfg, table), _attrs(cfg, identity, prep))
             for r in results:

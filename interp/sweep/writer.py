@@ -70,6 +70,7 @@ class WriteJob:
 class WriterStats:
     written: int = 0
     busy_s: float = 0.0  # time the writer spent conforming and writing
+    store_wait_s: float = 0.0  # time the writer waited for the store to exist and opened it
     blocked_s: float = 0.0  # time the generating thread waited for the writer (queue full, final flush)
     per_sample_s: list[float] = field(default_factory=list)
 
@@ -98,9 +99,11 @@ class BackgroundWriter:
 
     # --- writer side --------------------------------------------------------------------------------
     def _write(self, job: WriteJob) -> None:
-        t0 = time.perf_counter()
         if self._store is None:
+            t_open = time.perf_counter()
             self._store = self._open_store()
+            self.stats.store_wait_s += time.perf_counter() - t_open
+        t0 = time.perf_counter()
         arrays = self._store.layout.conform(job.stats)
         for name, value in job.extra.items():
             arrays[name] = np.asarray(value)
