@@ -27,6 +27,7 @@ negative prompt) runs the transformer twice per step: FluxPipeline runs the posi
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,11 @@ from interp.adapters.base import (
 from interp.adapters.sd3 import t5_layout
 
 JOINT = "joint"
+
+
+def call_default(pipe: Any, argument: str) -> Any:
+    """The default of one of the pipeline's ``__call__`` arguments (e.g. ``max_sequence_length``)."""
+    return inspect.signature(type(pipe).__call__).parameters[argument].default
 
 
 class FluxAdapter(Adapter):
@@ -135,11 +141,33 @@ class FluxAdapter(Adapter):
             raise RuntimeError(
                 f"{n_keys} keys do not split into {self._n_text} text + {n_image} image tokens"
             )
+        return self._joint(pipe, text, call_kwargs, n_text, self.image_part(n_image))
+
+    def planned_layout(
+        self, pipe: Any, name: str, text: str | None, call_kwargs: dict[str, Any]
+    ) -> TokenLayout | None:
+        """The layout a call with these arguments will have, by FluxPipeline's own size rules."""
+        if name != JOINT:
+            raise ValueError(f"unknown Flux token layout {name!r}")
+        s = pipe.vae_scale_factor
+        rows = int(call_kwargs.get("height") or pipe.default_sample_size * s) // (s * 2)
+        cols = int(call_kwargs.get("width") or pipe.default_sample_size * s) // (s * 2)
+        embeds = call_kwargs.get("prompt_embeds")
+        if embeds is not None:
+            n_text = int(embeds.shape[1])
+        else:
+            n_text = int(call_kwargs.get("max_sequence_length") or call_default(pipe, "max_sequence_length"))
+        return self._joint(pipe, text, call_kwargs, n_text, image_layout(rows, cols))
+
+    @staticmethod
+    def _joint(
+        pipe: Any, text: str | None, call_kwargs: dict[str, Any], n_text: int, img: TokenLayout
+    ) -> TokenLayout:
         if text is None or any(call_kwargs.get(k) is not None for k in ("prompt_2", "negative_prompt_2")):
             txt = unknown_text_layout(n_text, "T5")
         else:
             txt = t5_layout(pipe.tokenizer_2, text, n_text)
-        return TokenLayout.concat([txt, self.image_part(n_image)])
+        return TokenLayout.concat([txt, img])
 
     def split_output(self, site: SiteInfo, output: Any) -> dict[str, torch.Tensor]:
         if isinstance(output, tuple):  # double-stream: (image, text) after to_out / to_add_out

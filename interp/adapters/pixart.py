@@ -23,6 +23,7 @@ a trace runs one prompt and one image per prompt, so an even batch means CFG.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -56,6 +57,21 @@ def t5_masked_layout(tokenizer: Any, text: str, max_length: int, encoder: str = 
         pad_id=tokenizer.pad_token_id,
         attention_mask=list(enc.attention_mask),
     )
+
+
+def _call_default(pipe: Any, argument: str) -> Any:
+    return inspect.signature(type(pipe).__call__).parameters[argument].default
+
+
+def _aspect_ratio_bins(pipeline_class: str, sample_size: int) -> dict | None:
+    """The aspect-ratio bins the pipeline snaps sizes to for this ``sample_size`` (its own table)."""
+    from diffusers.pipelines.pixart_alpha import pipeline_pixart_alpha as alpha
+    from diffusers.pipelines.pixart_alpha import pipeline_pixart_sigma as sigma
+
+    bins = {128: alpha.ASPECT_RATIO_1024_BIN, 64: alpha.ASPECT_RATIO_512_BIN, 32: alpha.ASPECT_RATIO_256_BIN}
+    if pipeline_class == "PixArtSigmaPipeline":
+        bins[256] = sigma.ASPECT_RATIO_2048_BIN
+    return bins.get(sample_size)
 
 
 class PixArtAdapter(Adapter):
@@ -107,6 +123,36 @@ class PixArtAdapter(Adapter):
         clean = bool(call_kwargs.get("clean_caption", True))
         prepared = pipe._text_preprocessing(text, clean_caption=clean)[0]
         return t5_masked_layout(pipe.tokenizer, prepared, n_keys)
+
+    def planned_layout(
+        self, pipe: Any, name: str, text: str | None, call_kwargs: dict[str, Any]
+    ) -> TokenLayout | None:
+        """The layout a call with these arguments will have, by the pipeline's own size rules (default
+        size from the transformer's ``sample_size``, then resolution binning); None where those rules are
+        unknown (a ``sample_size`` without aspect-ratio bins)."""
+        if name == T5_LAYOUT:
+            embeds = call_kwargs.get("prompt_embeds")
+            if embeds is not None:
+                n = int(embeds.shape[1])
+            else:
+                n = int(call_kwargs.get("max_sequence_length") or _call_default(pipe, "max_sequence_length"))
+            return self.layout(pipe, name, text, call_kwargs, DenoiserCall(0.0, 1, (0, 0)), n)
+        if name != IMAGE_LAYOUT:
+            raise ValueError(f"unknown PixArt token layout {name!r}")
+        latents = call_kwargs.get("latents")
+        s, size = pipe.vae_scale_factor, pipe.transformer.config.sample_size
+        height = int(call_kwargs.get("height") or size * s)
+        width = int(call_kwargs.get("width") or size * s)
+        if latents is not None:
+            h, w = int(latents.shape[-2]), int(latents.shape[-1])
+        else:
+            if call_kwargs.get("use_resolution_binning", True):
+                bins = _aspect_ratio_bins(type(pipe).__name__, size)
+                if bins is None:
+                    return None
+                height, width = pipe.image_processor.classify_height_width_bin(height, width, ratios=bins)
+            h, w = height // s, width // s
+        return self.layout(pipe, name, text, call_kwargs, DenoiserCall(0.0, 1, (h, w)), 0)
 
     def split_output(self, site: SiteInfo, output: Any) -> dict[str, torch.Tensor]:
         return {IMAGE: output[0] if isinstance(output, tuple) else output}

@@ -144,6 +144,25 @@ class SDXLAdapter(Adapter):
             return _zeros_layout(n_keys)
         return clip_layout(pipe.tokenizer, text, n_keys, "CLIP-L/G")
 
+    def planned_layout(
+        self, pipe: Any, name: str, text: str | None, call_kwargs: dict[str, Any]
+    ) -> TokenLayout | None:
+        """The layout a call with these arguments will have, by the pipeline's own size rules."""
+        latents = call_kwargs.get("latents")
+        if latents is not None:
+            h, w = int(latents.shape[-2]), int(latents.shape[-1])
+        else:
+            s = pipe.vae_scale_factor
+            h = int(call_kwargs.get("height") or pipe.default_sample_size * s) // s
+            w = int(call_kwargs.get("width") or pipe.default_sample_size * s) // s
+        call = DenoiserCall(0.0, 1, (h, w))
+        if name == CLIP_LAYOUT:
+            embeds = call_kwargs.get("prompt_embeds")
+            n = int(embeds.shape[1]) if embeds is not None else int(pipe.tokenizer.model_max_length)
+        else:
+            n = len(self.layout(pipe, name, None, call_kwargs, call, 0))
+        return self.layout(pipe, name, text, call_kwargs, call, n)
+
     @staticmethod
     def _zeroed_negative(pipe: Any, call_kwargs: dict[str, Any]) -> bool:
         """Whether the pipeline replaces the uncond text embeddings by zeros (its own rule)."""
