@@ -117,8 +117,8 @@ def check_backend(path: str, module: nn.Module) -> None:
     name = type(processor).__name__
     how = (
         "Switch to the native PyTorch attention: `pipe.transformer.set_attn_processor(AttnProcessor2_0())` "
-        "(JointAttnProcessor2_0 for SD3), or `model.set_attention_backend('native')` / "
-        "`model.reset_attention_backend()` for dispatcher-based models."
+        "(JointAttnProcessor2_0 for SD3), or `model.set_attention_backend('native')` for dispatcher-based "
+        "models (Flux; `reset_attention_backend()` alone keeps diffusers' process-wide active backend)."
     )
     if name not in SDPA_PROCESSORS:
         raise BackendError(
