@@ -599,13 +599,58 @@ def test_sd35_dual_attention_layout(pipes):
     assert blk.attn.processor is blk.attn2.processor
 
 
+PLANNED = [
+    ("sdxl", {}),
+    ("sdxl", {"height": 48, "width": 80, "negative_prompt": "a dog"}),
+    ("flux", {"true_cfg": True}),
+    ("flux", {"height": 64, "width": 96, "max_sequence_length": 16}),
+    ("pixart", {}),
+    ("pixart", {"use_resolution_binning": False, "height": 128, "width": 192}),
+    ("pixart", {"height": 100, "width": 400}),  # the pipeline snaps it to the 128 x 512 bin: 8 x 32 patches
+]
+
+
+@pytest.mark.parametrize("arch, extra", PLANNED)
+def test_planned_layouts_equal_the_layouts_of_the_run(pipes, arch, extra):
+    """``planned_layout`` (predicted from the call arguments, before generation) equals every layout the
+    trace built from what the sites actually saw."""
+    pipe = pipes(arch)
+    adapter = adapter_for(pipe)
+    kw = kwargs_for(arch, num_inference_steps=1, **extra)
+    t, _ = run_traced(pipe, lambda: record("mass", layers="all"), **kw)
+    ds = t.stats
+    texts = {"cond": PROMPT, "uncond": kw.get("negative_prompt", "")}
+    for name in ds.layout.values:
+        for branch in ds.branch.values:
+            got = layout(ds, str(name), str(branch))
+            planned = adapter.planned_layout(pipe, str(name), texts[str(branch)], kw)
+            n = len(planned)
+            assert int((got.key_modality != "").sum()) == n
+            for field in (
+                "modality",
+                "encoder",
+                "token_id",
+                "token_str",
+                "is_bos",
+                "is_eos",
+                "is_pad",
+                "valid",
+            ):
+                np.testing.assert_array_equal(got[f"key_{field}"].values[:n], getattr(planned, field), err_msg=field)
+            np.testing.assert_array_equal(got.key_image_row.values[:n], planned.image_row)
+            np.testing.assert_array_equal(got.key_image_col.values[:n], planned.image_col)
+
+
 # --- refusal of paths that bypass the interception point ---------------------------------------------
 
 
 def test_flux_non_native_backend_is_refused(pipes):
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
     pipe = pipes("flux")
     state, procs = hook_state(pipe), denoiser(pipe).attn_processors
-    pipe.transformer.set_attention_backend("flex")
+    active = _AttentionBackendRegistry.get_active_backend()[0]
+    pipe.transformer.set_attention_backend("flex")  # also sets diffusers' process-wide active backend
     calls = []
     h = pipe.transformer.register_forward_pre_hook(lambda *a: calls.append(1))
     try:
@@ -614,10 +659,20 @@ def test_flux_non_native_backend_is_refused(pipes):
             tracer.trace(pipe, PROMPT, num_inference_steps=1),
         ):
             record("mass", layers="single")
+        pipe.transformer.reset_attention_backend()  # processors back to None: the global 'flex' still applies
+        with (
+            pytest.raises(BackendError, match="'flex' bypasses"),
+            tracer.trace(pipe, PROMPT, num_inference_steps=1),
+        ):
+            record("mass", layers="single")
+        pipe.transformer.set_attention_backend("native")  # the fix the message names
+        with tracer.trace(pipe, PROMPT, **kwargs_for("flux", num_inference_steps=1)):
+            record("mass", layers="single")
     finally:
         h.remove()
         pipe.transformer.reset_attention_backend()
-    assert calls == []
+        _AttentionBackendRegistry.set_active_backend(active)
+    assert len(calls) == 1  # only the native run reached the transformer
     assert_clean(pipe, state, procs)
 
 
