@@ -192,7 +192,9 @@ def project(arch, attn, av, output):
     if arch == "flux":  # single-stream: no projection inside the attention module
         assert not hasattr(attn, "to_out")
         return flat
-    assert not getattr(attn, "residual_connection", False) and getattr(attn, "rescale_output_factor", 1.0) == 1.0
+    assert (
+        not getattr(attn, "residual_connection", False) and getattr(attn, "rescale_output_factor", 1.0) == 1.0
+    )
     return attn.to_out[1](attn.to_out[0](flat))
 
 
@@ -202,7 +204,9 @@ def stream_rows(arch, path, n):
     if arch == "sd3.5" and path.endswith(".attn"):
         return rows[:256], rows[256:]
     if arch == "flux":
-        text = rows[:N_TXT_FLUX] if path != "single_transformer_blocks.3.attn" else rows[:0]  # last: discarded
+        text = (
+            rows[:N_TXT_FLUX] if path != "single_transformer_blocks.3.attn" else rows[:0]
+        )  # last: discarded
         return rows[N_TXT_FLUX:], text
     return rows, rows[:0]
 
@@ -362,7 +366,9 @@ def test_statistics_equal_brute_force(pipes, arch):
                         assert np.isnan(got_max).all() and np.isnan(got_p95).all()
                         continue
                     np.testing.assert_allclose(got_max, pre[bi][:, rows].amax(-1).numpy(), rtol=1e-5)
-                    np.testing.assert_allclose(got_p95, np.percentile(pre[bi][:, rows].numpy(), 95, -1), rtol=1e-5)
+                    np.testing.assert_allclose(
+                        got_p95, np.percentile(pre[bi][:, rows].numpy(), 95, -1), rtol=1e-5
+                    )
                 _check_post_norms(arch, path, g, post, bi)
 
 
@@ -408,6 +414,36 @@ def test_step_labels_timesteps_and_phase(pipes, arch):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+def test_statistics_at_step_s_describe_the_forward_of_step_s(pipes, arch):
+    """Scaling the latents after step s-1 changes the statistics of step s and of no earlier step."""
+    s = 2
+    pipe = pipes(arch)
+    kw = kwargs_for(arch, true_cfg=True)
+    base, _ = run_traced(pipe, lambda: record("entropy", layers="all"), **kw)
+    if "callback_on_step_end" in inspect.signature(pipe.__call__).parameters:
+
+        def perturb(p, i, t, tensors):
+            if i == s - 1:
+                tensors["latents"] = tensors["latents"] * 1.5
+            return tensors
+
+        cb = {"callback_on_step_end": perturb}
+    else:  # PixArt's old callback: the latents tensor itself, changed in place
+
+        def perturb_old(i, t, latents):
+            if i == s - 1:
+                latents.mul_(1.5)
+
+        cb = {"callback": perturb_old}
+    with tracer.trace(pipe, PROMPT, seed=0, output_type="pt", **cb, **kw) as t:
+        record("entropy", layers="all")
+    got, ref = t.stats.entropy.values, base.stats.entropy.values
+    np.testing.assert_array_equal(got[:s], ref[:s])
+    changed = ~np.isclose(got[s], ref[s], rtol=1e-6) & np.isfinite(ref[s])
+    assert changed.any()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_uncond_rows_are_the_negative_prompt(pipes, arch):
     """The rows (or call) labelled uncond compute what a plain run of the negative prompt computes."""
     pipe = pipes(arch)
@@ -449,7 +485,9 @@ def test_sdxl_token_layouts(pipes):
     ids, handle = encoder_inputs(pipe.text_encoder)
     cap = capture_plain(pipe, [SITES["sdxl"][2]], **kwargs_for("sdxl", num_inference_steps=1))
     try:
-        t, _ = run_traced(pipe, lambda: record("mass", layers="all"), **kwargs_for("sdxl", num_inference_steps=1))
+        t, _ = run_traced(
+            pipe, lambda: record("mass", layers="all"), **kwargs_for("sdxl", num_inference_steps=1)
+        )
     finally:
         handle.remove()
     ds = t.stats
@@ -460,7 +498,11 @@ def test_sdxl_token_layouts(pipes):
         assert keys[s.path] == int((lay.key_modality != "").sum())
     img = layout(ds, "image/4", "cond")
     n = int((img.key_modality == "image").sum())
-    assert n == 64 and img.key_image_row.values[:n].max() == 7 and list(img.key_image_col.values[:3]) == [0, 1, 2]
+    assert (
+        n == 64
+        and img.key_image_row.values[:n].max() == 7
+        and list(img.key_image_col.values[:3]) == [0, 1, 2]
+    )
     cond = layout(ds, "clip", "cond")
     np.testing.assert_array_equal(cond.key_token_id.values[:77], ids[-1][0].numpy())  # what the encoder saw
     toks = [str(x) for x in cond.key_token_str.values[:8]]
@@ -474,7 +516,9 @@ def test_sdxl_token_layouts(pipes):
     unc = layout(ds, "clip", "uncond")
     assert {str(e) for e in unc.key_encoder.values[:77]} == {"zeros"} and not unc.key_is_eos.values.any()
     # an explicit empty negative prompt is encoded: real tokens
-    cap2 = capture_plain(pipe, [SITES["sdxl"][2]], **kwargs_for("sdxl", num_inference_steps=1, negative_prompt=""))
+    cap2 = capture_plain(
+        pipe, [SITES["sdxl"][2]], **kwargs_for("sdxl", num_inference_steps=1, negative_prompt="")
+    )
     assert torch.count_nonzero(cap2[SITES["sdxl"][2]].calls[0][1][0]) > 0
     t2, _ = run_traced(
         pipe,
@@ -575,7 +619,9 @@ def test_pixart_alpha_shares_the_adapter(pipes):
     cap = capture_plain(pipe, [path], **kw)[path]
     ref, ref_lat = run_plain(pipe, **kw)
     t, lat = run_traced(pipe, lambda: record("mass_full", layers="all"), **kw)
-    assert torch.equal(t.output.images, ref) and all(torch.equal(a, b) for a, b in zip(lat, ref_lat, strict=True))
+    assert torch.equal(t.output.images, ref) and all(
+        torch.equal(a, b) for a, b in zip(lat, ref_lat, strict=True)
+    )
     mask = cap.calls[0][3]
     for bi, branch in enumerate(["uncond", "cond"]):
         valid = (mask[bi, 0, 0] == 0).numpy()
@@ -586,7 +632,9 @@ def test_pixart_alpha_shares_the_adapter(pipes):
 
 def test_sd35_dual_attention_layout(pipes):
     pipe = pipes("sd3.5")
-    t, _ = run_traced(pipe, lambda: record("mass", layers="all"), **kwargs_for("sd3.5", num_inference_steps=1))
+    t, _ = run_traced(
+        pipe, lambda: record("mass", layers="all"), **kwargs_for("sd3.5", num_inference_steps=1)
+    )
     ds = t.stats
     kinds = dict(zip(ds.site.values, ds.site_key_layout.values, strict=True))
     assert kinds["transformer_blocks.0.attn2"] == "image" and kinds["transformer_blocks.0.attn"] == "joint"
@@ -636,7 +684,9 @@ def test_planned_layouts_equal_the_layouts_of_the_run(pipes, arch, extra):
                 "is_pad",
                 "valid",
             ):
-                np.testing.assert_array_equal(got[f"key_{field}"].values[:n], getattr(planned, field), err_msg=field)
+                np.testing.assert_array_equal(
+                    got[f"key_{field}"].values[:n], getattr(planned, field), err_msg=field
+                )
             np.testing.assert_array_equal(got.key_image_row.values[:n], planned.image_row)
             np.testing.assert_array_equal(got.key_image_col.values[:n], planned.image_col)
 
