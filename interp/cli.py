@@ -79,7 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _extensions() -> list:
     """Subcommands contributed by other parts of the package (sweep, score, analyze), if present."""
     found = []
-    for module, attr in (("interp.sweep.cli", "add_sweep_command"),):
+    for module, attr in (
+        ("interp.sweep.cli", "add_sweep_command"),
+        ("interp.metrics.cli", "add_score_command"),
+        ("interp.analysis.cli", "add_analyze_command"),
+    ):
         try:
             mod = __import__(module, fromlist=[attr])
         except ImportError:
