@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import xarray as xr
@@ -47,6 +48,7 @@ class Context:
         self.ds = ds
         self.cfg = cfg or AnalysisConfig()
         self.out = Path(out)
+        self.cache: dict[tuple, Any] = {}  # effects shared by several analyses of one run
 
     @functools.cached_property
     def design(self) -> Design:

@@ -115,10 +115,12 @@ def effect_from_values(
     d = e - b
     ci = stats.paired_bootstrap_ci(e, b, clusters=cl, **cfg.boot)
     t = stats.paired_ttest(e, b, clusters=cl)
-    try:
-        pw = stats.wilcoxon_signed_rank(e, b, clusters=cl).pvalue
-    except ValueError:  # all differences zero (a bit-identical no-op)
-        pw = NAN
+    pw = NAN  # undefined when every difference is 0 (a bit-identical no-op)
+    if np.any(d != 0):
+        try:
+            pw = stats.wilcoxon_signed_rank(e, b, clusters=cl).pvalue
+        except ValueError:
+            pw = NAN
     sd = float(np.std(d, ddof=1))
     dz = float(np.mean(d) / sd) if sd > 0 else (0.0 if np.all(d == 0) else NAN)
     return Effect(
@@ -146,8 +148,15 @@ def pair(ctx: Context, metric: str, conditions: Sequence[str], *, analysis: str)
 
 
 def paired_effect(ctx: Context, metric: str, condition: str, reference: str | None = None, *, analysis: str) -> Effect:
-    """Effect of ``condition`` on ``metric`` against its reference (default: the design's)."""
+    """Effect of ``condition`` on ``metric`` against its reference (default: the design's); cached."""
     ref = reference or ctx.design.reference(condition)
+    key = ("effect", metric, condition, ref)
+    if key not in ctx.cache:
+        ctx.cache[key] = _paired_effect(ctx, metric, condition, ref, analysis=analysis)
+    return ctx.cache[key]
+
+
+def _paired_effect(ctx: Context, metric: str, condition: str, ref: str, *, analysis: str) -> Effect:
     noop = ctx.design.noop(ref)
     conds = [condition, ref] + ([noop] if noop and is_distance(metric) and noop != condition else [])
     al = pair(ctx, metric, conds, analysis=analysis)
@@ -163,8 +172,11 @@ def noise_floor(ctx: Context, metric: str, reference: str | None = None, *, anal
     noop = ctx.design.noop(ref)
     if noop is None:
         return None
-    al = pair(ctx, metric, [noop, ref], analysis=analysis)
-    return effect_from_values(ctx, metric, noop, ref, al.column(noop), al.column(ref), al.prompts)
+    key = ("floor", metric, noop, ref)
+    if key not in ctx.cache:
+        al = pair(ctx, metric, [noop, ref], analysis=analysis)
+        ctx.cache[key] = effect_from_values(ctx, metric, noop, ref, al.column(noop), al.column(ref), al.prompts)
+    return ctx.cache[key]
 
 
 def adjust(pvalues: Sequence[float], method: str) -> list[float]:

@@ -188,7 +188,7 @@ def run(ctx: Context) -> Result:
                 label=site_label(ds, site),
             )
         ax.set_xlabel("t/T (0 = noisiest step)")
-        ax.set_ylabel(ylabel)
+        style.ylabel(ax, ylabel)
         ax.set_xlim(-0.02, 1.02)
     for ax in flat[len(panels) :]:
         ax.set_visible(False)

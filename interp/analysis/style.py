@@ -109,3 +109,12 @@ def wrap(text: str, width: int = 28) -> str:
 
 def zero_line(ax) -> None:
     ax.axhline(0.0, color="0.5", lw=0.8, ls=":", zorder=0)
+
+
+def ylabel(ax, text: str, width: int = 24) -> None:
+    """A y label wrapped onto two lines when long, so it never runs past the panel."""
+    ax.set_ylabel(wrap(text, width))
+
+
+def xlabel(ax, text: str, width: int = 40) -> None:
+    ax.set_xlabel(wrap(text, width))
