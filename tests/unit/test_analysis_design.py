@@ -102,7 +102,8 @@ def test_store_without_descriptions_and_design_file(tmp_path):
     assert d2.info("A1").family == "sink" and d2.reference("A1") == "baseline"
     t = tmp_path / "design.toml"
     t.write_text(
-        '[[conditions]]\nname = "baseline"\n[[conditions]]\nname = "A1"\nedits = [{selector = {kind = "random", k = 2}}]\n'
+        '[[conditions]]\nname = "baseline"\n[[conditions]]\nname = "A1"\n'
+        'edits = [{selector = {kind = "random", k = 2}}]\n'
     )
     d3 = Design.from_store(store_of(conds, attrs=False), design_file=str(t))
     assert d3.info("A1").family == "random" and d3.info("A1").k == 2
