@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 import interp
 from interp.store.schema import KEY_FIELDS, STATIC_COORDS, VARIABLES
@@ -125,6 +124,7 @@ def _nav_files(node) -> list[str]:
 
 
 def test_every_page_is_in_the_nav():
+    yaml = pytest.importorskip("yaml")
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
     nav = set(_nav_files(config["nav"]))
     for path in pages():
