@@ -43,7 +43,7 @@ class StoreLacks(ValueError):
         super().__init__(msg)
 
     def for_analysis(self, analysis: str) -> StoreLacks:
-        """The same error, attributed to ``analysis`` (if not attributed yet)."""
-        if self.analysis is not None:
+        """The same error, attributed to ``analysis`` (the name a user asked for)."""
+        if self.analysis == analysis:
             return self
         return StoreLacks(self.what, self.names, analysis=analysis, have=self.have, hint=self.hint)

@@ -22,6 +22,7 @@ the reference's are paired by prompt (and replicate), not by seed.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -55,7 +56,9 @@ def _kid(a: np.ndarray, b: np.ndarray, seed: int) -> dict[str, float]:
     try:
         from interp.metrics import kid_from_features
 
-        k = kid_from_features(a, b, seed=seed)
+        with warnings.catch_warnings():  # torchmetrics warns that KID buffers features: they are small here
+            warnings.simplefilter("ignore", UserWarning)
+            k = kid_from_features(a, b, seed=seed)
         return {"kid": float(k["kid_mean"]), "kid_std": float(k["kid_std"])}
     except (ImportError, ValueError, RuntimeError):
         return {}

@@ -40,6 +40,7 @@ def plain_sink(ctx: Context, info: ConditionInfo) -> bool:
 def pick(ctx: Context, pred: Pred, *, analysis: str, what: str, hint: str = "") -> list[str]:
     """Edited conditions satisfying ``pred`` (and ``cfg.conditions``); StoreLacks naming ``what``."""
     names = ctx.edited(analysis=analysis)
+    ctx.design.require_described(names, analysis=analysis)
     out = [n for n in names if pred(ctx.design.info(n))]
     if not out:
         raise StoreLacks(
