@@ -1,8 +1,9 @@
 """The ``interp`` command line: ``interp demo`` (the main job) and the subcommands other parts add.
 
-``interp demo`` runs an observation trace on a built-in pipeline (no download) over a handful of
-GenEval prompts, one per tag, writes a Zarr store and prints, per layer, the max incoming mass and the
-identity of the dominant keys.
+``interp demo`` runs, on the trained model organism shipped with the package (no download), the H1
+observation and the A1 intervention over held-out captions (``interp.demo``) and prints the paired
+result with its CI; ``--model sd3`` (or another tiny pipeline) runs an observation trace on a
+random-weight built-in pipeline over GenEval prompts instead.
 """
 
 from __future__ import annotations
@@ -47,9 +48,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"{store} exists; pass --overwrite to replace it", file=sys.stderr)
             return 2
         shutil.rmtree(store)
+    if args.model == "organism":
+        from interp.demo import run_organism_demo
+
+        print(run_organism_demo(store, n_per_tag=args.per_tag, steps=args.steps, seed=args.seed))
+        return 0
     pipe = interp.pipelines.tiny(args.model)
     kwargs = interp.pipelines.tiny_call_kwargs(args.model)
-    kwargs["num_inference_steps"] = args.steps
+    kwargs["num_inference_steps"] = args.steps or 8
     prompts = geneval_one_per_tag(args.prompts)
     for i, row in enumerate(tqdm(prompts, desc="tracing", unit="prompt")):
         with tracer.trace(pipe, row["prompt"], seed=args.seed + i, store=store, tag=row["tag"], **kwargs):
@@ -63,10 +69,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="observation trace on a built-in pipeline over GenEval prompts")
-    demo.add_argument("--model", default="sd3", help="built-in pipeline name (default: sd3)")
-    demo.add_argument("--prompts", type=int, default=6, help="number of GenEval prompts, spread over tags")
-    demo.add_argument("--steps", type=int, default=8, help="denoising steps")
+    demo = sub.add_parser("demo", help="H1 observation + A1 intervention on the model organism (or a tiny pipeline)")
+    demo.add_argument("--model", default="organism",
+                      help="'organism' (trained, default) or a random-weight built-in: sd3, sd3.5, sdxl, flux, pixart")
+    demo.add_argument("--per-tag", type=int, default=4, help="organism: held-out captions per GenEval tag")
+    demo.add_argument("--prompts", type=int, default=6, help="tiny pipelines: GenEval prompts, spread over tags")
+    demo.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the first prompt (seed + index after)")
     demo.add_argument("--store", default="traces/out/demo.zarr", help="output Zarr store")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing store")
