@@ -168,8 +168,8 @@ def run(ctx: Context) -> Result:
     nrows = int(np.ceil(len(panels) / ncols))  # text-row norms are in the table only
     fig, axes = style.figure(nrows, ncols, width=3.6, height=2.6)
     flat = axes.ravel()
-    colors = style.layer_colors(len(recorded))
     blocks = [int(ds["site_block"].sel(site=s)) if "site_block" in ds else i for i, s in enumerate(recorded)]
+    looks = style.site_styles(recorded, blocks)
     for ax, key in zip(flat, panels, strict=False):
         da, _, ylabel = series[key]
         with warnings.catch_warnings():
@@ -181,7 +181,8 @@ def run(ctx: Context) -> Result:
             ax.plot(
                 t[ok],
                 y[ok],
-                color=colors[j],
+                color=looks[j][0],
+                ls=looks[j][1],
                 lw=1.3,
                 marker="o" if ok.sum() < 12 else None,
                 ms=3,
@@ -191,11 +192,16 @@ def run(ctx: Context) -> Result:
         style.ylabel(ax, ylabel)
         ax.set_xlim(-0.02, 1.02)
     for ax in flat[len(panels) :]:
-        ax.set_visible(False)
+        ax.axis("off")
+        if "act_image" not in series:
+            note = (
+                "(d) activation norms not recorded: add record('act_norms', where='pre_out', ord='inf') to the baseline"
+            )
+            ax.text(0.5, 0.5, style.wrap(note, 34), ha="center", va="center", transform=ax.transAxes, color="0.35")
     titles = "abcdef"
     for i, key in enumerate(panels):
         flat[i].set_title(f"({titles[i]}) {series[key][1]}", loc="left")
-    style.layer_legend(fig, list(flat[: len(panels)]), [site_label(ds, s) for s in recorded], blocks)
+    style.layer_legend(fig, list(flat[: len(panels)]), [site_label(ds, s) for s in recorded], blocks, recorded)
     fig.suptitle(f"Figure 2: attention dynamics over denoising (baseline, n={ds.sizes['sample']})")
     res.files.append(style.save(fig, ctx.out / "figure02_h1_dynamics.png"))
     return res

@@ -307,13 +307,14 @@ def _figure(ctx, ds, kc, sites, rows, grid, t, present, image_counts, dom):
         (("stable_steps", "across steps"), ("stable_heads", "across heads"), ("stable_prompts", "across prompts"))
     ):
         vals = np.array([r[key] for r in rows], dtype=float)
-        ax_c.barh(y + (j - 1) * width, np.nan_to_num(vals), height=width, color=("0.15", "0.5", "0.8")[j], label=lab)
+        ax_c.barh(
+            y + (j - 1) * width, np.nan_to_num(vals), height=width, color=("0.15", "0.5", "0.8")[j], label=f"(c) {lab}"
+        )
     ax_c.set_yticks(y, labels)
     ax_c.invert_yaxis()
     ax_c.set_xlim(0, 1)
     ax_c.set_xlabel("agreement of the argmax key (share)")
     ax_c.set_title("(c) stability of the argmax key", loc="left")
-    ax_c.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3, frameon=False, handlelength=1.2)
     # (d) image positions of dominant image keys
     if image_counts:
         rr = max(r for r, _ in image_counts) + 1
@@ -335,7 +336,15 @@ def _figure(ctx, ds, kc, sites, rows, grid, t, present, image_counts, dom):
     else:
         ax_d.set_visible(False)
     handles, names = ax_a.get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 5), frameon=False, title="token class")
+    h_c, n_c = ax_c.get_legend_handles_labels()
+    fig.legend(
+        handles + h_c,
+        names + n_c,
+        loc="outside lower center",
+        ncol=min(len(names) + len(n_c), 5),
+        frameon=False,
+        title="token class (a, b)  ·  stability (c)",
+    )
     fig.suptitle(f"Token identity of sinks ({dom}, baseline, n={ds.sizes['sample']})")
     return style.save(fig, ctx.out / "figure_sink_identity.png")
 

@@ -82,15 +82,43 @@ def layer_colors(n: int) -> list:
     return [cmap(x) for x in (np.linspace(0.0, 0.9, n) if n > 1 else [0.4])]
 
 
-def layer_legend(fig, axes: Sequence, labels: Sequence[str], blocks: Sequence[int]) -> None:
-    """A legend of layer lines (few layers) or a colour bar of block index (many)."""
+def block_color(block: int, blocks: Sequence[int]):
+    """Colour of a block index on the layer colormap (the colour bar of :func:`layer_legend` matches it)."""
+    lo, hi = min(blocks), max(blocks)
+    return plt.get_cmap("viridis")(0.9 * (block - lo) / max(hi - lo, 1))
+
+
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def site_styles(paths: Sequence[str], blocks: Sequence[int]) -> list[tuple[object, str]]:
+    """(colour, linestyle) per site: colour by block, line style by the attention's name when a block has
+    several (SDXL attn1 solid, attn2 dashed)."""
+    kinds = list(dict.fromkeys(p.rsplit(".", 1)[-1] for p in paths))
+    multi = len(set(blocks)) < len(blocks)
+    return [
+        (block_color(b, blocks), LINESTYLES[kinds.index(p.rsplit(".", 1)[-1]) % 4] if multi else "-")
+        for p, b in zip(paths, blocks, strict=True)
+    ]
+
+
+def layer_legend(fig, axes: Sequence, labels: Sequence[str], blocks: Sequence[int], paths: Sequence[str] = ()) -> None:
+    """A legend of layer lines (few layers) or a colour bar of block index (many, with a line-style key
+    when blocks hold several attentions)."""
     if len(labels) <= MAX_LEGEND_LAYERS:
         handles, names = axes[0].get_legend_handles_labels()
         fig.legend(handles, names, loc="outside lower center", ncol=min(len(labels), 6), title="layer", frameon=False)
         return
-    sm = plt.cm.ScalarMappable(cmap="viridis", norm=Normalize(min(blocks), max(blocks) / 0.9))
+    lo, hi = min(blocks), max(blocks)
+    sm = plt.cm.ScalarMappable(cmap="viridis", norm=Normalize(lo, lo + max(hi - lo, 1) / 0.9))
     cbar = fig.colorbar(sm, ax=list(axes), location="right", shrink=0.8, pad=0.02)
     cbar.set_label("layer (block index)")
+    if paths and len(set(blocks)) < len(blocks):
+        from matplotlib.lines import Line2D
+
+        kinds = list(dict.fromkeys(p.rsplit(".", 1)[-1] for p in paths))
+        handles = [Line2D([], [], color="0.3", ls=LINESTYLES[i % 4]) for i in range(len(kinds))]
+        fig.legend(handles, kinds, loc="outside lower center", ncol=len(kinds), title="attention", frameon=False)
 
 
 def wrap(text: str, width: int = 28) -> str:

@@ -58,7 +58,7 @@ def run(ctx: Context) -> Result:
     prompts_all = strings(ctx.ds["prompt"].values)
     has_entropy = "entropy" in ctx.ds.data_vars
     rows: list[dict[str, Any]] = []
-    curves: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
+    curves: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {}
     t = np.asarray(ctx.ds["t_over_T"].values, dtype=np.float64)
     for cond in conds:
         info = ctx.design.info(cond)
@@ -101,7 +101,9 @@ def run(ctx: Context) -> Result:
                         warnings.simplefilter("ignore", RuntimeWarning)
                         curve_b = np.nanmean(b, axis=(0, 2, 3, 4))
                         curve_a = np.nanmean(a, axis=(0, 2, 3, 4))
-                    curves.setdefault(cond, []).append((sites[si], curve_b, curve_a))
+                    tt = t[ec.samples[0]] if t.ndim == 2 else t  # the condition's own schedule
+                    curves.setdefault(cond, []).append((sites[si], curve_b, curve_a, tt))
+    queries = ctx.ds["entropy"].attrs.get("queries", "used") if has_entropy else "-"
     cols = [
         Column("condition", "condition"),
         Column("layer", "layer"),
@@ -122,14 +124,15 @@ def run(ctx: Context) -> Result:
         f"with a {int(ctx.cfg.level * 100)}% {ctx.cfg.ci_method} bootstrap CI over prompts.",
         "Expected after-mass of a score edit: eta P / (1 - (1 - eta) P); value-path edits leave the mass unchanged.",
         "Entropy reference: the unedited reference condition's recorded entropy at the same edited cells (same prompt "
-        "and seed), when recorded.",
+        f"and seed), when recorded, over its record's query set ({queries!r}); entropy after is over the edit's query "
+        "rows, so compare them only when the two sets agree.",
     ]
     res = Result(NAME)
     res.add_table(
         Table("table04_verification", "Table 4: intervention verification (measured removed mass)", cols, rows, notes),
         ctx.out,
     )
-    res.files.append(_figure(ctx, curves, t))
+    res.files.append(_figure(ctx, curves))
     return res
 
 
@@ -146,20 +149,18 @@ def _reference_entropy(ctx: Context, cond: str, ref: str) -> np.ndarray | None:
     return np.asarray(da.transpose("sample", "step", "call", "site", "branch", "head").values, dtype=np.float64)
 
 
-def _figure(ctx: Context, curves: dict[str, list[tuple[str, np.ndarray, np.ndarray]]], t: np.ndarray):
+def _figure(ctx: Context, curves: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]):
     names = list(curves)[:MAX_PANELS]
     n = max(len(names), 1)
     ncols = min(n, 3)
     nrows = int(np.ceil(n / ncols))
     fig, axes = style.figure(nrows, ncols, width=3.2, height=2.4, sharey=True)
     flat = axes.ravel()
-    tt = t[0] if t.ndim == 2 else t
-    all_sites = sorted(
-        {s for c in curves.values() for s, _, _ in c}, key=lambda s: [str(x) for x in ctx.ds["site"].values].index(s)
-    )
+    order = [str(x) for x in ctx.ds["site"].values]
+    all_sites = sorted({c[0] for cs in curves.values() for c in cs}, key=order.index)
     colors = dict(zip(all_sites, style.layer_colors(len(all_sites)), strict=True))
     for ax, cond in zip(flat, names, strict=False):
-        for site, b, a in curves[cond]:
+        for site, b, a, tt in curves[cond]:
             ok = np.isfinite(b)
             ax.plot(tt[ok], b[ok], color=colors[site], marker="o", ms=3, label=site_label(ctx.ds, site))
             ax.plot(tt[ok], a[ok], color=colors[site], marker="s", ms=3, ls="--")
