@@ -66,11 +66,19 @@ def compute_stats(
     request: StatRequest,
     bias: Tensor | None = None,
     kernel: str = "auto",
+    lse: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """Dispatch: ``"lse"`` for mass/entropy where it applies (auto), the exact ``"reference"`` path
-    for ``query_topk``, for calls with an attention mask, and when asked for."""
-    if kernel not in ("auto", "lse", "reference"):
-        raise ValueError(f"unknown kernel {kernel!r}; use 'auto', 'lse' or 'reference'")
+    """Dispatch: on CUDA (auto) or when asked for (``"triton"``), ``kernels.gpu.gpu_stats`` (fused
+    Triton pass; ``lse``: the forward's row log-sum-exp, if known); on CPU, ``"lse"`` for
+    mass/entropy where it applies (auto), the exact ``"reference"`` path for ``query_topk``, for
+    calls with an attention mask, and when asked for."""
+    if kernel not in ("auto", "lse", "reference", "triton"):
+        raise ValueError(f"unknown kernel {kernel!r}; use 'auto', 'lse', 'reference' or 'triton'")
+    if kernel == "triton" or (kernel == "auto" and q.is_cuda):
+        from interp.kernels import gpu
+
+        opts = gpu.GPUOptions(backend="triton", query_topk_sample=None) if kernel == "triton" else None
+        return gpu.gpu_stats(q, k, scale=scale, query_rows=query_rows, request=request, bias=bias, lse=lse, opts=opts)
     if kernel == "reference" or bias is not None:
         if kernel == "lse":
             raise ValueError("the lse kernel cannot honour an attention mask; use kernel='reference'")
