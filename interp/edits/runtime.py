@@ -36,7 +36,7 @@ from interp.edits.select import choose_keys
 from interp.edits.spec import Edit
 from interp.kernels.edit import edited_attention
 from interp.kernels.lse_path import compute_stats
-from interp.kernels.reference import StatRequest, attention_stats, mask_to_bias
+from interp.kernels.reference import StatRequest, mask_to_bias
 from interp.plan import PlanError
 from interp.sites.intercept import SDPACall
 
@@ -233,13 +233,14 @@ def _verify(
     bias = key_bias[:, :, None, :]
     if mask_bias is not None:
         bias = bias + mask_bias
-    after = attention_stats(
+    after = compute_stats(  # the fused GPU path on CUDA; the exact reference path on CPU or when asked
         call.q,
         call.k,
         scale=call.scale,
         query_rows=scope_rows,
         request=StatRequest(mass_full=True, entropy=True),
         bias=bias,
+        kernel="reference" if obs.kernel == "reference" else "auto",
     )
     nan = torch.tensor(float("nan"), device=key_bias.device)
     br = obs.branch_index()
