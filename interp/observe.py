@@ -31,6 +31,7 @@ from interp.edits.runtime import EditResult, apply_edits
 from interp.edits.spec import Edit, in_window
 from interp.kernels.lse_path import compute_stats
 from interp.kernels.reference import StatRequest, activation_norms, attention_map, attention_stats, mask_to_bias
+from interp.kernels.transfer import to_host
 from interp.plan import Plan, PlanError, Record
 from interp.sites.intercept import SDPACall
 from interp.sites.select import resolve_sites
@@ -109,8 +110,9 @@ class TraceBuffer:
     ) -> dict[str, np.ndarray]:
         """Dense (step, call, site, branch, ...) arrays; trailing axes padded to their largest size."""
         out: dict[str, np.ndarray] = {}
+        flat = iter(to_host([v for items in self.entries.values() for *_, v in items]))  # one sync per device
         for var, items in self.entries.items():
-            host = [(s, c, i, br, v.cpu().numpy()) for s, c, i, br, v in items]
+            host = [(s, c, i, br, next(flat)) for s, c, i, br, _ in items]
             trailing = tuple(max(v.shape[d] for *_, v in host) for d in range(1, host[0][4].ndim))
             dtype = host[0][4].dtype
             fill = -1 if np.issubdtype(dtype, np.integer) else np.nan
@@ -152,6 +154,7 @@ class Observer:
         self.buffer = TraceBuffer()
         self.layouts: dict[tuple[str, str], TokenLayout] = {}
         self._rows: dict[tuple[str, str, str], Tensor] = {}
+        self._streams: dict[tuple[str, str], dict[str, Tensor]] = {}  # built once: no host sync per call
         self.site_shapes: dict[str, tuple[int, int]] = {}
         self.map_index: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
         self.captured: dict[tuple[str, int, int], dict[str, Any]] = {}  # path -> (heads, keys)
@@ -207,10 +210,13 @@ class Observer:
         return self.map_index[site.path]
 
     def stream_rows(self, site: SiteInfo, n_query: int, device: torch.device) -> dict[str, Tensor]:
-        used = self.query_rows(site, "used", n_query, device)
-        modality = self.layout(site.query_layout, self.branch_names[-1], n_query).modality
-        mod = torch.as_tensor(modality[used.cpu().numpy()] == IMAGE, device=device)
-        return {IMAGE: used[mod], TEXT: used[~mod]}
+        key = (site.path, str(device))
+        if key not in self._streams:
+            used = self.query_rows(site, "used", n_query, device)
+            modality = self.layout(site.query_layout, self.branch_names[-1], n_query).modality
+            mod = torch.as_tensor(modality[used.cpu().numpy()] == IMAGE, device=device)
+            self._streams[key] = {IMAGE: used[mod], TEXT: used[~mod]}
+        return self._streams[key]
 
     # --- hooks -----------------------------------------------------------------------------------
     def _in_scope(self, rec: Record) -> bool:
@@ -273,7 +279,8 @@ class Observer:
             if edited is not None and edited.key_bias is not None:
                 bias = edited.key_bias[:, :, None, :]
                 bias = bias if mask_bias is None else bias + mask_bias
-                bias_rows, kernel = edited.row_mask, "reference"
+                bias_rows = edited.row_mask  # per-key bias on all rows: the fast path takes it on CUDA
+                kernel = "reference" if self.kernel == "reference" else "auto"
             sreq = req.request_for(rec)
             results: dict[str, Tensor] = {}
             if sreq.any:
