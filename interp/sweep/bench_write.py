@@ -30,6 +30,7 @@ import torch
 
 from interp.adapters.base import SiteInfo, TokenLayout, image_layout
 from interp.store.schema import trace_dataset
+from interp.sweep import store as store_module
 from interp.sweep.layout import StoreLayout
 from interp.sweep.store import SampleStore, create_store
 
@@ -180,7 +181,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dir", default=None, help="folder for the temporary stores (default: a temp dir)")
     parser.add_argument("--overlap", action="store_true", help="also measure the overlap with a CPU workload")
+    parser.add_argument("--chunk-mb", type=float, default=None, help="inner chunk size limit (MiB) to try")
     args = parser.parse_args(argv)
+    if args.chunk_mb is not None:
+        store_module.INNER_CHUNK_BYTES = int(args.chunk_mb * 2**20)
     torch.set_num_threads(1)
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="interp_bench_"))
     root.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from interp.sweep.layout import per_sample_names
 from interp.sweep.store import SampleStore
 
 FAULT_ENV = "INTERP_SWEEP_FAULT"
@@ -105,9 +106,10 @@ class BackgroundWriter:
             self.stats.store_wait_s += time.perf_counter() - t_open
         t0 = time.perf_counter()
         arrays = self._store.layout.conform(job.stats)
+        missing = set(arrays) - set(per_sample_names(job.stats))
         for name, value in job.extra.items():
             arrays[name] = np.asarray(value)
-        self._store.write_sample(job.index, arrays, self._fault)
+        self._store.write_sample(job.index, arrays, self._fault, missing=missing)
         dt = time.perf_counter() - t0
         self.stats.busy_s += dt
         self.stats.per_sample_s.append(dt)

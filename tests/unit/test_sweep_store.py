@@ -247,3 +247,16 @@ def test_xarray_reads_a_sweep_store_like_a_trace_store(tmp_path):
     assert ds["image"].dtype == np.uint8
     assert "sample" in ds["timestep"].dims
     assert os.path.exists(path / "zarr.json")
+
+
+def test_rewriting_a_sample_without_a_variable_leaves_no_stale_chunk(tmp_path):
+    a = small_trace(seed=1)
+    with_extra = a.assign(entropy=a["max_mass"] * 2)
+    path, layout = _new_store(tmp_path, [with_extra, a])
+    w = BackgroundWriter(lambda: SampleStore(path), maxsize=1)
+    w.submit(WriteJob(0, with_extra, _extra()))
+    w.submit(WriteJob(0, a, _extra()))  # the same sample redone by a trace that lacks `entropy`
+    w.close()
+    got = np.asarray(open_sweep(path)["entropy"].isel(sample=0).values)
+    assert np.isnan(got).all()
+    assert _equal(np.asarray(open_sweep(path)["max_mass"].isel(sample=0).values), oracle(a, layout, "max_mass"))
