@@ -136,6 +136,7 @@ def test_hot_path_never_syncs_with_the_host():
     rows = torch.arange(450, device=DEV)
     req = StatRequest(mass=True, mass_full=True, entropy=True, mass_topk=True, query_topk=True)
     compute_stats(q, k, scale=0.125, query_rows=rows, request=req)  # warm-up: compile, sample cache
+    gpu.sdpa_with_lse(q, k, k, scale=0.125)  # its one-time bit-identity check of this shape syncs, once
     copier = transfer.HostCopier()
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
