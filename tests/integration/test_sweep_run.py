@@ -4,16 +4,21 @@ config."""
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from interp import pipelines, tracer
-from interp.sweep import ConfigError, SweepError, embeddings, load_config, run
+from interp.sweep import ConfigError, SweepError, embeddings, load_config, parse_config, run
 from interp.sweep.plan_functions import build_plan
 from interp.sweep.runner import generate, load_prompts, prepare
 from interp.sweep.samples import sample_table
 from tests.integration._sweep_helpers import CONFIG, N_SAMPLES, open_raw, reference, tiny_sd3, write_config
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +225,16 @@ def test_finished_sweep_is_not_recomputed(swept, pipe):
         handle.remove()
     assert calls == [] and result.generated == 0 and result.skipped == N_SAMPLES
     assert np.array_equal(open_raw(store)["gen_seconds"].values, before)
+
+
+def test_the_h2_config_resolves_on_the_builtin_sd3(pipe, tmp_path):
+    """The SD3-medium H2 sweep, with the built-in model swapped in: every plan, site and budget checks out."""
+    data = tomllib.loads((ROOT / "traces" / "sweeps" / "h2_sd3_medium.toml").read_text())
+    data["model"] = {"id": "tiny:sd3"}
+    data["sampler"].update(height=64, width=64, max_sequence_length=32)
+    cfg = parse_config(data, base_dir=tmp_path)
+    prompts, n_source = load_prompts(cfg)
+    table = sample_table(cfg, prompts, n_source)
+    assert len(prompts) == n_source == 553 and len(table) == 553 * len(cfg.conditions)
+    prep = prepare(cfg, pipe, probe=table[0])
+    assert set(prep.plans) == {c.name for c in cfg.conditions}
