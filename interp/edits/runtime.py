@@ -93,22 +93,29 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
     scope = active[0][1].scope
     layouts = [obs.layout(site.key_layout, br, nk) for br in branches]
     dev = q.device
-    branch_ok = torch.tensor([scope.branch in ("both", br) for br in branches], device=dev)
-    head_ok = torch.ones(h, dtype=torch.bool, device=dev)
-    if scope.heads is not None:
-        if max(scope.heads) >= h:
-            raise PlanError(f"site {site.path} has {h} heads; the edit names head {max(scope.heads)}")
-        head_ok = torch.zeros(h, dtype=torch.bool, device=dev)
-        head_ok[list(scope.heads)] = True
-    pairs = branch_ok[:, None] & head_ok[None, :]
+    # the (row, head) scope is known on the host: no device sync to decide what runs
+    if scope.heads is not None and max(scope.heads) >= h:
+        raise PlanError(f"site {site.path} has {h} heads; the edit names head {max(scope.heads)}")
+    pairs_host = np.array([[scope.branch in ("both", br) and (scope.heads is None or hi in scope.heads)
+                            for hi in range(h)] for br in branches], dtype=bool)
+    all_pairs, any_pair = bool(pairs_host.all()), bool(pairs_host.any())
+    pairs = torch.as_tensor(pairs_host).to(dev, non_blocking=True)
     rows = None if scope.queries == "all" else obs.query_rows(site, scope.queries, nq, dev)
     scope_rows = rows if rows is not None else torch.arange(nq, device=dev)
     mask_bias = mask_to_bias(call.attn_mask)
     mass_cache: dict[str, Tensor] = {}
 
+    def canonical(query_set: str) -> str:
+        """Query sets naming the same rows share one mass computation ("used" is "all" where no
+        stream's outputs are discarded)."""
+        if query_set == "__scope__":
+            query_set = scope.queries
+        return "all" if query_set == "used" and not site.unused_query_streams else query_set
+
     def unedited_mass(query_set: str) -> Tensor:
+        query_set = canonical(query_set)
         if query_set not in mass_cache:
-            r = scope_rows if query_set == "__scope__" else obs.query_rows(site, query_set, nq, dev)
+            r = scope_rows if query_set == "all" and rows is None else obs.query_rows(site, query_set, nq, dev)
             mass_cache[query_set] = compute_stats(
                 q,
                 k,
@@ -156,22 +163,22 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
         elif op.path == "score":
             bias_val = -math.inf if op.eta == 0.0 else math.log(op.eta)
             key_bias = key_bias + torch.where(member, torch.tensor(bias_val, device=dev), torch.zeros((), device=dev))
-            changed |= bool(member.any()) and op.eta != 1.0
+            changed |= keys.shape[-1] > 0 and any_pair and op.eta != 1.0
         else:
             mod = None
             if op.mean_over is not None:
                 lay_mod = np.stack([lay.modality == op.mean_over for lay in layouts])
                 mod = torch.as_tensor(lay_mod, device=dev)[:, None, :].expand(b, h, nk)
             values = _replace_values(values if values is not None else v, member, e, mod)
-            changed |= bool(member.any())
+            changed |= keys.shape[-1] > 0 and any_pair
         forced |= op.force_kernel
         verifications.append((ei, keys, member))
     nothing = not changed and not forced
-    if nothing or scope_rows.numel() == 0:
+    if nothing or scope_rows.numel() == 0 or not any_pair:
         out = call.run_original()
         result = EditResult(out, None, None, False)
     else:
-        partial = rows is not None or not bool(pairs.all())
+        partial = rows is not None or not all_pairs
         original = call.run_original() if partial else None
         out = edited_attention(
             q,
@@ -181,7 +188,7 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
             key_bias=key_bias,
             values=values,
             rows=rows,
-            pairs=None if bool(pairs.all()) else pairs,
+            pairs=None if all_pairs else pairs,
             attn_mask=call.attn_mask,
             original=original,
         )
