@@ -40,6 +40,8 @@ METRIC_LABELS: tuple[tuple[str, str, str], ...] = (
     ("vqa", "BLIP-2 VQA", "accuracy"),
 )
 METRIC_ORDER = ("clip_t", "image_reward", "imagereward", "hps", "clipscore", "vqa", "lpips")
+DERIVED = {"score_clipscore": "score_clip_t", "score_clip_t_x100": "score_clip_t"}
+"""Monotone transforms of another score (CLIPScore conventions of CLIP-T): left out when it is present."""
 FEATURE_VARIABLES = ("inception_pool3", "score_inception_pool3", "inception_features")
 """Per-image Inception features for FID, first found wins (dims: sample, feature)."""
 
@@ -70,7 +72,8 @@ def is_distance(name: str) -> bool:
 
 
 def metric_variables(ds: xr.Dataset) -> list[str]:
-    """Per-sample metric variables: ``score_*`` and ``lpips*`` with dims ``(sample,)``, in paper order."""
+    """Per-sample metric variables: ``score_*`` and ``lpips*`` with dims ``(sample,)``, in paper order
+    (CLIPScore-convention copies of CLIP-T are left out when ``score_clip_t`` is there)."""
     found = [
         str(n)
         for n, v in ds.data_vars.items()
@@ -78,6 +81,7 @@ def metric_variables(ds: xr.Dataset) -> list[str]:
         and (str(n).startswith("score_") or str(n).lower().startswith("lpips"))
         and np.issubdtype(v.dtype, np.number)
     ]
+    found = [n for n in found if not (n in DERIVED and DERIVED[n] in found)]
 
     def order(name: str) -> tuple[int, str]:
         bare = name.removeprefix("score_").lower()

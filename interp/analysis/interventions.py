@@ -310,7 +310,9 @@ def table15(ctx: Context) -> Result:
     table.notes.append(
         "Each condition is compared with the unedited run at its own sampler settings (column reference). "
         "Shift = (effect under the variant sampler) - (effect of the same edit at the default sampler), per pair, "
-        f"two-sided test, p adjusted ({ctx.cfg.adjust}) over this table's shift tests."
+        f"two-sided test, p adjusted ({ctx.cfg.adjust}) over this table's shift tests. "
+        "`interp score` measures LPIPS against the baseline condition of the same prompt and seed, so for a "
+        "condition with other sampler settings its LPIPS includes the sampler change itself."
     )
     res = Result(name)
     res.add_table(table, ctx.out)

@@ -65,12 +65,12 @@ def run(ctx: Context) -> Result:
 
 
 def _caption(al, clip_al, i: int, j: int, lpips: str, clip: str | None) -> str:
-    text = f"LPIPS {al.values[i, j]:.3f}"
+    text = f"LPIPS {al.values[i, j]:.3g}"
     if clip_al is not None:
         ci = np.flatnonzero(clip_al.samples[:, 0] == al.samples[i, 0])
         if ci.size:
             d = clip_al.values[ci[0], j] - clip_al.values[ci[0], 0]
-            text += f", ΔCLIP-T {d:+.4f}"
+            text += f", ΔCLIP-T {d:+.2g}"
     return text
 
 

@@ -12,6 +12,7 @@ rows, it is robust to sampling settings and task type.
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from interp.analysis import style
 from interp.analysis.context import Context, Result
@@ -65,10 +66,10 @@ def run(ctx: Context) -> Result:
 
 def _forest(ctx: Context, main: str, rows: list[dict], metrics: list[str]):
     n = len(rows)
-    ncols = min(len(metrics), 4)
-    fig, axes = style.figure(1, ncols, width=2.6, height=0.3 * n + 1.4, sharey=True)
+    ncols = len(metrics)
+    fig, axes = style.figure(1, ncols, width=3.0, height=0.3 * n + 1.6, sharey=True)
     y = np.arange(n)
-    for j, m in enumerate(metrics[:ncols]):
+    for j, m in enumerate(metrics):
         ax = axes[0, j]
         f = noise_floor(ctx, m, analysis=NAME)
         if f is not None and np.isfinite(f.low):
@@ -80,8 +81,11 @@ def _forest(ctx: Context, main: str, rows: list[dict], metrics: list[str]):
         lo = np.array([r.get(f"{m}_low", np.nan) for r in rows], dtype=float)
         hi = np.array([r.get(f"{m}_high", np.nan) for r in rows], dtype=float)
         colors = [style.category_color(0 if r["group"] == "sampler" else 1) for r in rows]
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=3))
         for i in range(n):
-            if np.isfinite(est[i]):
+            if not np.isfinite(est[i]):
+                ax.text(0.02, y[i], "n < 2", transform=ax.get_yaxis_transform(), va="center", fontsize=7, color="0.5")
+            else:
                 ax.errorbar(
                     est[i],
                     y[i],
@@ -95,6 +99,7 @@ def _forest(ctx: Context, main: str, rows: list[dict], metrics: list[str]):
         ax.set_title(metric_label(m), loc="left")
     ax0 = axes[0, 0]
     ax0.set_yticks(y, [style.wrap(r["row"], 34) for r in rows])
-    ax0.invert_yaxis()
-    fig.suptitle(f"Figure 6: robustness of {main} across sampler settings and GenEval tags (mean, 95% CI)")
+    ax0.set_ylim(n - 0.5, -0.5)  # first row on top, half a row of margin at both ends
+    title = f"Figure 6: robustness of {main} across sampler settings and GenEval tags (mean, 95% CI)"
+    fig.suptitle(style.wrap(title, int(3.0 * ncols * 9)))
     return style.save(fig, ctx.out / "figure06_robustness.png")

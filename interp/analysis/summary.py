@@ -51,7 +51,7 @@ def _heatmap(ctx: Context, rows: list[dict], metrics: list[str]):
         scale = np.nanmax(np.abs(eff), axis=0)
         dz = eff / np.where(scale > 0, scale, 1.0)
     annotate = n <= ctx.cfg.max_rows_annotated
-    fig, axes = style.figure(1, 1, width=1.3 * len(metrics) + 3.2, height=0.32 * n + 1.6)
+    fig, axes = style.figure(1, 1, width=1.3 * len(metrics) + 3.4, height=max(0.32 * n + 1.6, 3.4))
     ax = axes[0, 0]
     lim = 1.0
     im = ax.imshow(
@@ -72,7 +72,7 @@ def _heatmap(ctx: Context, rows: list[dict], metrics: list[str]):
                 color = "white" if abs(dz[i, j]) > 0.6 * lim else "black"
                 ax.text(j, i, txt, ha="center", va="center", fontsize=7, color=color)
     cb = fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
-    cb.set_label("effect / largest |effect| of the metric")
+    cb.set_label("effect / largest |effect|\nof its metric")
     fig.suptitle(
         "Figure 3: effect of every edit vs its reference\n(cells: Δ or LPIPS; "
         f"* Holm p < {ctx.cfg.alpha:g}, ** < {ctx.cfg.alpha / 10:g}, *** < {ctx.cfg.alpha / 100:g})"

@@ -37,6 +37,11 @@ def brute_pairs(ctx, metric, cond, ref):
 
 def test_metric_discovery(ctx):
     assert metric_variables(ctx.ds) == ["score_clip_t", "score_imagereward", "score_hps", "lpips_vs_baseline"]
+    extra = ctx.ds.assign(
+        score_clipscore=2.5 * ctx.ds.score_clip_t, scored_clip_t=ctx.ds.score_clip_t > 0, score_vqa=ctx.ds.score_hps
+    )
+    assert metric_variables(extra) == [*metric_variables(ctx.ds)[:3], "score_vqa", "lpips_vs_baseline"]
+    assert "score_clipscore" in metric_variables(extra.drop_vars("score_clip_t"))
 
 
 def test_paired_effect_equals_stats_on_brute_force_pairs(ctx):
