@@ -20,13 +20,12 @@ Cases (one pipeline call each; "1 step" = one transformer forward with CFG batch
 - ``observe_all``: ``record("mass", "entropy", "mass_topk", "act_norms", layers="all")``;
 - ``observe_all_qtk``: the same plus ``query_topk`` (seeded 256-row subsample, ``kernels.gpu``);
 - ``observe_all_edit1``: ``observe_all`` plus ``edit1``;
-- ``observe_all_fwdlse``: ``observe_all`` with the change proposed for ``observe.py`` emulated here
-  (the site's SDPA call runs through ``kernels.gpu.sdpa_with_lse``, bit-identical, and the statistics
-  reuse its log-sum-exp: one extra pass per layer instead of two);
+- (unedited calls reuse the forward's log-sum-exp: the observer runs each observed site's SDPA call
+  through ``kernels.gpu.sdpa_with_lse``, bit-identical, so the statistics need one extra pass per layer);
 - ``paper_edit1`` / ``paper_observe_all``: a materialising baseline equivalent to the paper's
   processor (fp32 softmax matrix per layer; statistics or the top-1 edit from it), installed with
   interp's site hooks so it runs on every block, the context-pre-only last one included;
-- 28-step pipelines: ``plain``, ``observe_all``, ``observe_all_fwdlse``, ``edit1``.
+- 28-step pipelines: ``plain``, ``observe_all``, ``observe_stats``, ``edit1``.
 
 Cases are interleaved in rounds in one process; medians and ratios to ``plain`` of the same run; peak
 GPU memory per case (``torch.cuda.max_memory_allocated``, reset before each call). A per-layer kernel
@@ -38,7 +37,6 @@ breakdown follows. ``--tiny --device cpu`` runs every case on a small model as a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import platform
@@ -52,11 +50,9 @@ import torch
 from diffusers import SD3Transformer2DModel
 
 import interp
-import interp.observe as observe_mod
 from interp import mask_topk, record, tracer
 from interp.kernels import gpu, triton_stats
 from interp.kernels.reference import StatRequest, activation_norms, attention_stats
-from interp.observe import Observer
 from interp.sites.intercept import Installation, SiteHooks
 
 SD3_MEDIUM = dict(
@@ -104,36 +100,6 @@ def run_traced(pipe, kw, steps, plan: Callable[[], None]):
     with tracer.trace(pipe, PROMPT, seed=0, num_inference_steps=steps, **kw) as t:
         plan()
     return t.output.images
-
-
-@contextlib.contextmanager
-def forward_lse():
-    """Emulates the proposed observe.py change: the site's attention call runs through
-    ``gpu.sdpa_with_lse`` (same aten op as public SDPA) and ``compute_stats`` gets its LSE."""
-    stash: dict[str, tuple] = {}
-    on_sdpa, compute_stats = Observer.on_sdpa, observe_mod.compute_stats
-
-    def patched_on_sdpa(self, path, call):
-        if call.attn_mask is None and call.dropout_p == 0.0 and not call.is_causal:
-            def run_original(call=call):
-                out, lse = gpu.sdpa_with_lse(call.q, call.k, call.v, scale=call.scale)
-                stash["fwd"] = (call.q, call.k, lse)
-                return out
-
-            call = dataclasses.replace(call, run_original=run_original)
-        return on_sdpa(self, path, call)
-
-    def patched_compute_stats(q, k, **kwargs):
-        fwd = stash.get("fwd")
-        if fwd is not None and fwd[0] is q and fwd[1] is k and kwargs.get("bias") is None:
-            kwargs["lse"] = fwd[2]
-        return compute_stats(q, k, **kwargs)
-
-    Observer.on_sdpa, observe_mod.compute_stats = patched_on_sdpa, patched_compute_stats
-    try:
-        yield
-    finally:
-        Observer.on_sdpa, observe_mod.compute_stats = on_sdpa, compute_stats
 
 
 def paper_handler(n_img: int, edit: bool, observe: bool, sink: list):
@@ -360,11 +326,7 @@ def main() -> None:
         "observe_all_qtk": lambda: run_traced(pipe, kw, 1, lambda: record(*OBSERVE, "query_topk", layers="all")),
         "observe_all_edit1": lambda: run_traced(
             pipe, kw, 1, lambda: (record(*OBSERVE, layers="all"), mask_topk(layer=mid, k=1))),
-        "observe_all_fwdlse": lambda: _with(forward_lse(), lambda: run_traced(
-            pipe, kw, 1, lambda: record(*OBSERVE, layers="all"))),
         "observe_stats": lambda: run_traced(pipe, kw, 1, lambda: record(*STATS, layers="all")),
-        "observe_stats_fwdlse": lambda: _with(forward_lse(), lambda: run_traced(
-            pipe, kw, 1, lambda: record(*STATS, layers="all"))),
         "paper_edit1": lambda: run_paper(pipe, kw, 1, n_img, [], [mid]),
         "paper_observe_all": lambda: run_paper(pipe, kw, 1, n_img, all_layers, []),
     }  # fmt: skip
@@ -388,7 +350,7 @@ def main() -> None:
     # bit identity at full size: observation leaves the latents unchanged
     ref = run_plain(pipe, kw, 1)
     results["bit_identical"] = {}
-    for name in ("observe_all", "observe_all_fwdlse"):
+    for name in ("observe_all",):
         try:
             results["bit_identical"][name] = bool(torch.equal(cases1[name](), ref))
         except Exception as exc:  # report, keep measuring the other cases
@@ -424,11 +386,7 @@ def main() -> None:
         cases28 = {
             "plain": lambda: run_plain(pipe, kw, s),
             "observe_all": lambda: run_traced(pipe, kw, s, lambda: record(*OBSERVE, layers="all")),
-            "observe_all_fwdlse": lambda: _with(forward_lse(), lambda: run_traced(
-                pipe, kw, s, lambda: record(*OBSERVE, layers="all"))),
             "observe_stats": lambda: run_traced(pipe, kw, s, lambda: record(*STATS, layers="all")),
-            "observe_stats_fwdlse": lambda: _with(forward_lse(), lambda: run_traced(
-                pipe, kw, s, lambda: record(*STATS, layers="all"))),
             "edit1": lambda: run_traced(pipe, kw, s, lambda: mask_topk(layer=mid, k=1)),
         }  # fmt: skip
         times28: dict[str, list[tuple[float, float]]] = {n: [] for n in cases28}
@@ -443,11 +401,6 @@ def main() -> None:
         results["pipeline_steps"] = s
         save()
     print(markdown(results), flush=True)
-
-
-def _with(ctx, fn):
-    with ctx:
-        return fn()
 
 
 def summarise(times: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str, float]]:

@@ -243,8 +243,8 @@ class Observer:
         active = [(i, e) for i, e in req.edits if self._edit_active(e) and not e.operation.is_noop]
         with torch.no_grad():
             if not active:
-                out = call.run_original()
-                self._records(req, call, out, None, views=("before", "after"))
+                out, lse = self._forward(req, call)
+                self._records(req, call, out, None, views=("before", "after"), lse=lse)
                 return out
             edited = apply_edits(self, req, call, active)
             if not edited.changed:
@@ -257,6 +257,19 @@ class Observer:
             self._records(req, call, edited.output, edited, views=("after",))
             return edited.output
 
+    def _forward(self, req: SiteRequest, call: SDPACall) -> tuple[Tensor, Tensor | None]:
+        """The unedited kernel call, bit for bit; on CUDA also its log-sum-exp when a record can use it
+        (``kernels.gpu.sdpa_with_lse`` runs the op public SDPA would run, checked bit-identical once
+        per shape, and falls back to the original call otherwise)."""
+        wants = call.q.is_cuda and self.kernel == "auto" and call.attn_mask is None and any(
+            req.request_for(r).any for r in req.records if self._in_scope(r))
+        if not wants:
+            return call.run_original(), None
+        from interp.kernels.gpu import sdpa_with_lse
+
+        return sdpa_with_lse(call.q, call.k, call.v, scale=call.scale_arg, dropout_p=call.dropout_p,
+                             is_causal=call.is_causal)
+
     def _records(
         self,
         req: SiteRequest,
@@ -264,8 +277,12 @@ class Observer:
         out: Tensor | None,
         edited: EditResult | None,
         views: tuple[str, ...],
+        lse: Tensor | None = None,
     ) -> None:
-        """Statistics of the records in scope, for the given views of this call's attention."""
+        """Statistics of the records in scope, for the given views of this call's attention.
+
+        ``lse``: the forward's row log-sum-exp when the kernel call returned it (unedited calls on
+        CUDA), so the fused statistics need one extra pass instead of two."""
         site = req.site
         step, ccall, br = self.clock.step, self.clock.call, self.branch_index()
         mask_bias = mask_to_bias(call.attn_mask)
@@ -304,6 +321,7 @@ class Observer:
                         request=sreq,
                         bias=bias,
                         kernel=kernel,
+                        lse=lse if edited is None and bias is None else None,
                     )
             if "capture" in rec.stats and out is not None and "after" in wanted:
                 self.captured[(site.path, step, ccall)] = {

@@ -72,6 +72,7 @@ class SDPACall:
     dropout_p: float
     is_causal: bool
     run_original: Callable[[], Tensor]
+    scale_arg: float | None = None  # the scale as the caller passed it (None: SDPA's default)
 
 
 SDPAHandler = Callable[[SDPACall], Tensor]
@@ -92,6 +93,7 @@ def _parse_sdpa(func: Callable, args: tuple, kwargs: dict[str, Any]) -> SDPACall
         dropout_p=float(bound.get("dropout_p", 0.0) or 0.0),
         is_causal=bool(bound.get("is_causal", False)),
         run_original=lambda: func(*args, **kwargs),
+        scale_arg=None if scale is None else float(scale),
     )
 
 
