@@ -69,7 +69,8 @@ def _create(
         name: {"chunks": tuple(1 if d == "sample" else s for d, s in zip(v.dims, v.shape, strict=True))}
         for name, v in new.items()
     }
-    xr.Dataset(new).to_zarr(path, mode="a", consolidated=True, encoding=enc)
+    # mode "a" replaces the group's attributes with the written dataset's: carry the store's own along
+    xr.Dataset(new, attrs=ds.attrs).to_zarr(path, mode="a", consolidated=True, encoding=enc)
 
 
 def _write(path: Path, values: dict[str, np.ndarray], dims: dict[str, tuple[str, ...]], start: int) -> None:

@@ -50,9 +50,11 @@ def store(tmp_path_factory):
 
 def test_scores_written_equal_direct_scoring_and_lpips_pairs_with_baseline(store):
     path, settings = store
+    attrs_before = dict(xr.open_zarr(path, consolidated=True).attrs)
     counts = score_store(path, ["clip_t", "lpips"], settings, progress=False)
     assert counts == {"clip_t": 4, "lpips": 4}
     ds = xr.open_zarr(path, consolidated=True).load()
+    assert ds.attrs == attrs_before  # scoring adds variables, never loses the store's provenance
     images = [interp.metrics.base.Image.fromarray(a) for a in ds.image.values]
     direct = load_metric("clip_t", settings).score(images, [str(p) for p in ds.prompt.values])
     np.testing.assert_allclose(ds.score_clip_t.values, direct["clip_t"], rtol=1e-6)
