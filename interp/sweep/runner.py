@@ -403,9 +403,9 @@ def summarize(path: Path, conditions: Sequence[Condition]) -> dict[str, Conditio
         ok = rows[done[rows]]
         means = {}
         for var in ("max_mass", "entropy"):
-            if var in ds and len(ok):
-                means[var] = float(np.nanmean(ds[var].isel(sample=ok).values))
-        secs = float(np.mean(ds["gen_seconds"].isel(sample=ok).values)) if len(ok) else float("nan")
+            if var in ds and len(ok):  # reduced chunk by chunk (dask): a full sweep never sits in memory
+                means[var] = float(ds[var].isel(sample=ok).mean(skipna=True).compute())
+        secs = float(ds["gen_seconds"].isel(sample=ok).mean().compute()) if len(ok) else float("nan")
         out[cond.name] = ConditionSummary(cond.name, int(len(ok)), int(len(rows)), secs, means)
     return out
 
@@ -494,7 +494,7 @@ def _run(
             results: list[Generated] = []
             for rep in sorted({s.replicate for s in specs}):
                 rep_specs = [s for s in specs if s.replicate == rep]
-                results += _run_replicate(cfg, pipe, prep, rep_specs, done, embeds, path, bar)
+                results += _run_replicate(cfg, pipe, prep, rep_specs, done, embeds, path, bar, sample_store)
             generate_s += sum(r.seconds for r in results)
             generated += len(results)
             if info.is_main and not is_zarr_store(path):  # other ranks' writers wait for it to appear
@@ -532,6 +532,7 @@ def _run_replicate(
     embeds: Mapping[str, Any] | None,
     path: Path,
     bar: Any,
+    reader: SampleStore | None = None,
 ) -> list[Generated]:
     """One prompt x seed: the baseline first, then every pending condition; pairing checked."""
     base_spec = specs[0]
@@ -545,7 +546,11 @@ def _run_replicate(
         if not done[base_spec.index]:
             out.append(base)
             bar.update(1)
-    base_sha = base.noise_sha if base is not None else _stored_sha(path, base_spec.index)
+    if base is not None:
+        base_sha = base.noise_sha
+    else:  # the baseline was finished by an earlier run: compare with what it stored
+        assert reader is not None, "a done baseline implies an existing store"
+        base_sha = str(reader.read("noise_sha", [base_spec.index])[0])
     base_sched = prep.schedulers.get(cfg.baseline)
     flow = is_flow_matching(type(pipe.scheduler).__name__, pipe.scheduler.config)
     with _baseline_store(path, base, cfg) as base_path:
@@ -589,10 +594,6 @@ def _baseline_store(path: Path, base: Generated | None, cfg: SweepConfig) -> Ite
         yield str(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _stored_sha(path: Path, index: int) -> str:
-    return str(SampleStore(path).read("noise_sha", [index])[0])
 
 
 def _attrs(cfg: SweepConfig, identity: Mapping[str, Any], prep: Prepared) -> dict[str, Any]:

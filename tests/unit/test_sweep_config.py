@@ -202,3 +202,20 @@ def test_shipped_configs_are_valid(name):
         if "does not exist in this version" in str(exc):
             pytest.skip(f"{name} uses an edit function the tracing core does not export yet: {exc}")
         raise
+
+
+def test_cli_reports_a_bad_config_with_its_field_and_exit_status_2(tmp_path, capsys):
+    import argparse
+
+    from interp.sweep.cli import add_sweep_command
+
+    (tmp_path / "bad.toml").write_text(
+        'version = 1\nstore = "s.zarr"\n[model]\nid = "tiny:sd3"\n[sampler]\nsteps = 0\n'
+        '[[conditions]]\nname = "baseline"\n'
+    )
+    parser = argparse.ArgumentParser()
+    add_sweep_command(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["sweep", str(tmp_path / "bad.toml")])
+    assert args.func(args) == 2
+    assert "sampler.steps: must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "s.zarr").exists()
