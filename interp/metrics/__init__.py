@@ -36,6 +36,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "lpips": ("interp.metrics.lpips_metric", "LPIPS"),
     "inception": ("interp.metrics.fid", "InceptionFeatures"),
     "blip2_vqa": ("interp.metrics.vqa", "BLIP2VQA"),
+    "organism": ("interp.metrics.organism_scorer", "OrganismScorer"),
 }
 
 

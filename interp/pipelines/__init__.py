@@ -27,7 +27,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
 }
 SUPPORTED_TINY: tuple[str, ...] = tuple(_REGISTRY)
 
-__all__ = ["SUPPORTED_TINY", "load", "tiny", "tiny_call_kwargs"]
+__all__ = ["SUPPORTED_TINY", "load", "organism", "tiny", "tiny_call_kwargs"]
 
 
 def _module(name: str):
@@ -47,3 +47,10 @@ def tiny_call_kwargs(name: str = "sd3") -> dict:
     """Keyword arguments for a fast call of ``tiny(name)`` (a fresh dict; add prompt, generator, ...)."""
     module, _ = _module(name)
     return dict(module.FAST_CALL_KWARGS)
+
+
+def organism(dtype: torch.dtype = torch.float32) -> DiffusionPipeline:
+    """The trained model organism (``interp.organism``), loaded offline from the package's weights."""
+    from interp.organism import load_organism
+
+    return load_organism(dtype)

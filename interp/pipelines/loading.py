@@ -17,6 +17,8 @@ from diffusers import DiffusionPipeline
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+ORGANISM_ID = "interp:organism"
+
 
 def load(
     id_or_path: str | os.PathLike,
@@ -28,7 +30,8 @@ def load(
     """Load a diffusers pipeline from a hub id or a local folder, components in eval mode.
 
     Args:
-        id_or_path: a hub id (``"stabilityai/stable-diffusion-3-medium-diffusers"``) or the path of a folder
+        id_or_path: ``"interp:organism"`` (the trained model organism shipped with the package), a hub id
+            (``"stabilityai/stable-diffusion-3-medium-diffusers"``) or the path of a folder
             written by ``save_pretrained`` (it holds ``model_index.json``). An existing path is loaded with
             ``local_files_only=True``; an ``os.PathLike`` is always taken as a local path.
         dtype: passed as ``torch_dtype`` (None: the checkpoint's own dtype).
@@ -36,6 +39,11 @@ def load(
         **from_pretrained_kwargs: passed on to ``DiffusionPipeline.from_pretrained`` (``revision``,
             ``variant``, ``cache_dir``, ...); they override the defaults above.
     """
+    if os.fspath(id_or_path) == ORGANISM_ID:  # the trained organism shipped in the package
+        from interp.organism import load_organism
+
+        pipe = load_organism(dtype or torch.float32)
+        return pipe.to(device) if device is not None else pipe
     kwargs = dict(from_pretrained_kwargs)
     if dtype is not None:
         kwargs.setdefault("torch_dtype", dtype)
