@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from functools import cache
 from importlib import metadata
@@ -44,7 +45,9 @@ def provenance(pipe: Any, family: str) -> dict[str, str]:
         "model_id": str(
             getattr(pipe, "name_or_path", None) or getattr(pipe.config, "_name_or_path", "") or ""
         ),
-        "denoiser_config": str(dict(denoiser_cfg)),
+        "denoiser_config": json.dumps(
+            {k: v for k, v in dict(denoiser_cfg).items() if k != "_use_default_values"}, sort_keys=True, default=str
+        ),
         "interp_version": interp.__version__,
         "interp_git_commit": _git_commit(),
         **{f"version_{n}": _version(n) for n in LIBRARIES},

@@ -164,8 +164,8 @@ class Trace:
             kwargs["generator"] = torch.Generator("cpu").manual_seed(int(self.seed))
         if self.prompt is not None and "prompt_embeds" not in kwargs:
             kwargs["prompt"] = self.prompt
-        if "negative_prompt_embeds" in kwargs:
-            kwargs.pop("negative_prompt", None)
+        if "negative_prompt_embeds" in kwargs:  # the text only labels the layout (None, not absent: PixArt
+            kwargs["negative_prompt"] = None   # defaults an absent one to "" and then refuses both)
         with Installation() as inst:
             inst.add_handle(denoiser.register_forward_pre_hook(clock.pre_hook, with_kwargs=True))
             for req in requests:

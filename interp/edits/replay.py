@@ -26,7 +26,7 @@ class ReplaySource:
         p = Path(path)
         if not p.exists():
             raise PlanError(f"replay source {p} does not exist")
-        ds = open_store(p)
+        ds = open_store(p, done_only=False)  # sample indices are the store's own
         n = ds.sizes["sample"]
         if sample is None:
             if n != 1:
@@ -35,6 +35,8 @@ class ReplaySource:
         if not (0 <= sample < n):
             raise PlanError(f"replay_sample={sample} is out of range: {p} holds {n} samples")
         one = ds.isel(sample=sample)
+        if "done" in one and not bool(one.done.values):
+            raise PlanError(f"replay source {p} sample {sample} is not finished (its done flag is unset)")
         if prompt is not None and str(one.prompt.values) != prompt:
             raise PlanError(
                 f"replay source sample {sample} is the prompt {str(one.prompt.values)!r}, not this trace's {prompt!r}"
