@@ -15,23 +15,39 @@ import xarray as xr
 
 def key_label(ds: xr.Dataset, sample: int, layout: str, branch: str, key: int) -> str:
     """Human-readable identity of one key of one sample."""
-    k = ds.isel(sample=sample).sel(layout=layout, branch=branch).isel(key=key)
-    if str(k.key_modality.values) == "image":
-        return f"image patch ({int(k.key_image_row)},{int(k.key_image_col)})"
-    role = "BOS" if bool(k.key_is_bos) else "EOS" if bool(k.key_is_eos) else "pad" if bool(k.key_is_pad) else ""
-    tok = str(k.key_token_str.values)
-    return f"{k.key_encoder.values} {tok!r}" + (f" [{role}]" if role else "")
+    return _labeler(ds, layout, branch)(sample, key)
+
+
+def _labeler(ds: xr.Dataset, layout: str, branch: str):
+    """A fast ``(sample, key) -> label`` for one layout and branch: the token coordinates are loaded once
+    into numpy (indexing a lazy store key by key would build a dask graph per key)."""
+    sel = ds[[c for c in ("key_modality", "key_image_row", "key_image_col", "key_is_bos", "key_is_eos",
+                          "key_is_pad", "key_token_str", "key_encoder") if c in ds.variables]]
+    sel = sel.sel(layout=layout, branch=branch)
+    if "sample" not in sel.dims:
+        sel = sel.expand_dims("sample")
+    arr = {name: np.asarray(sel[name].values) for name in sel.variables if name.startswith("key_")}
+
+    def label(sample: int, key: int) -> str:
+        if str(arr["key_modality"][sample, key]) == "image":
+            return f"image patch ({int(arr['key_image_row'][sample, key])},{int(arr['key_image_col'][sample, key])})"
+        role = ("BOS" if arr["key_is_bos"][sample, key] else "EOS" if arr["key_is_eos"][sample, key]
+                else "pad" if arr["key_is_pad"][sample, key] else "")
+        text = f"{arr['key_encoder'][sample, key]} {str(arr['key_token_str'][sample, key])!r}"
+        return text + (f" [{role}]" if role else "")
+
+    return label
 
 
 def dominant_keys(ds: xr.Dataset, site: str, branch: str = "cond") -> Counter:
     """How often each key identity is the argmax key at ``site`` (over samples, steps, calls, heads)."""
     layout = str(ds.site_key_layout.sel(site=site).values)
-    arg = ds.argmax_key.sel(site=site, branch=branch).load()
+    arg = np.asarray(ds.argmax_key.sel(site=site, branch=branch).values)
+    label = _labeler(ds, layout, branch)
     counts: Counter = Counter()
-    for s in range(ds.sizes["sample"]):
-        vals = np.asarray(arg.isel(sample=s).values).ravel()
-        for key, n in Counter(int(v) for v in vals if v >= 0).items():
-            counts[key_label(ds, s, layout, branch, key)] += n
+    for s in range(arg.shape[0]):
+        for key, n in Counter(int(v) for v in arg[s].ravel() if v >= 0).items():
+            counts[label(s, key)] += n
     return counts
 
 
