@@ -157,14 +157,14 @@ class Observer:
         self._streams: dict[tuple[str, str], dict[str, Tensor]] = {}  # built once: no host sync per call
         self.site_shapes: dict[str, tuple[int, int]] = {}
         self.map_index: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
-        self.captured: dict[tuple[str, int, int], dict[str, Any]] = {}  # path -> (heads, keys)
+        self.captured: dict[tuple[str, int, int], dict[str, Any]] = {}  # (site, step, call) -> v, out
 
     # --- token layouts and query sets ----------------------------------------------------------
     def layout(self, name: str, branch: str, n_keys: int) -> TokenLayout:
         key = (name, branch)
         if key not in self.layouts:
             lay = self.adapter.layout(
-                self.pipe, name, self.texts.get(branch), self.call_kwargs, self.clock.current, n_keys
+                self.pipe, name, self.texts.get(branch), self.call_kwargs, self.clock.current, n_keys, branch=branch
             )
             if len(lay) != n_keys:
                 raise RuntimeError(

@@ -200,14 +200,18 @@ class Adapter:
         call_kwargs: dict[str, Any],
         call: DenoiserCall,
         n_keys: int,
+        branch: str = "cond",
     ) -> TokenLayout:
-        """The token layout ``name`` for one branch's text (None: unknown, embeddings were passed).
+        """The token layout ``name`` of one CFG ``branch`` whose text is ``text`` (None: unknown,
+        embeddings were passed).
 
         ``n_keys`` is the key count the site actually saw; the tracer checks the result against it.
         """
         raise NotImplementedError
 
-    def planned_layout(self, pipe: Any, name: str, text: str | None, call_kwargs: dict[str, Any]) -> TokenLayout | None:
+    def planned_layout(
+        self, pipe: Any, name: str, text: str | None, call_kwargs: dict[str, Any], branch: str = "cond"
+    ) -> TokenLayout | None:
         """The layout a call with these arguments will have, predicted before generation (None: unknown;
         checks that need it then run at the site's first call)."""
         return None

@@ -132,6 +132,7 @@ class FluxAdapter(Adapter):
         call_kwargs: dict[str, Any],
         call: DenoiserCall,
         n_keys: int,
+        branch: str = "cond",
     ) -> TokenLayout:
         if name != JOINT:
             raise ValueError(f"unknown Flux token layout {name!r}")
@@ -144,7 +145,7 @@ class FluxAdapter(Adapter):
         return self._joint(pipe, text, call_kwargs, n_text, self.image_part(n_image))
 
     def planned_layout(
-        self, pipe: Any, name: str, text: str | None, call_kwargs: dict[str, Any]
+        self, pipe: Any, name: str, text: str | None, call_kwargs: dict[str, Any], branch: str = "cond"
     ) -> TokenLayout | None:
         """The layout a call with these arguments will have, by FluxPipeline's own size rules."""
         if name != JOINT:

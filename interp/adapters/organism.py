@@ -28,7 +28,9 @@ class OrganismAdapter(SD3Adapter):
         return text_layout(ids, tok.convert_ids_to_tokens(ids), "T5", bos_id=tok.bos_token_id,
                            eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)
 
-    def planned_layout(self, pipe: Any, name: str, text: str | None, call_kwargs: dict[str, Any]) -> TokenLayout:
+    def planned_layout(
+        self, pipe: Any, name: str, text: str | None, call_kwargs: dict[str, Any], branch: str = "cond"
+    ) -> TokenLayout:
         from interp.organism.text import MAX_LENGTH
 
         size = pipe.default_sample_size
@@ -37,4 +39,4 @@ class OrganismAdapter(SD3Adapter):
         if name == "image":
             return image_layout(rows, cols)
         n_text = int(call_kwargs.get("max_sequence_length", MAX_LENGTH))
-        return self.layout(pipe, name, text, call_kwargs, call, rows * cols + n_text)
+        return self.layout(pipe, name, text, call_kwargs, call, rows * cols + n_text, branch=branch)

@@ -112,6 +112,7 @@ class PixArtAdapter(Adapter):
         call_kwargs: dict[str, Any],
         call: DenoiserCall,
         n_keys: int,
+        branch: str = "cond",
     ) -> TokenLayout:
         if name == IMAGE_LAYOUT:
             p = pipe.transformer.config.patch_size
@@ -125,7 +126,7 @@ class PixArtAdapter(Adapter):
         return t5_masked_layout(pipe.tokenizer, prepared, n_keys)
 
     def planned_layout(
-        self, pipe: Any, name: str, text: str | None, call_kwargs: dict[str, Any]
+        self, pipe: Any, name: str, text: str | None, call_kwargs: dict[str, Any], branch: str = "cond"
     ) -> TokenLayout | None:
         """The layout a call with these arguments will have, by the pipeline's own size rules (default
         size from the transformer's ``sample_size``, then resolution binning); None where those rules are
@@ -136,7 +137,7 @@ class PixArtAdapter(Adapter):
                 n = int(embeds.shape[1])
             else:
                 n = int(call_kwargs.get("max_sequence_length") or _call_default(pipe, "max_sequence_length"))
-            return self.layout(pipe, name, text, call_kwargs, DenoiserCall(0.0, 1, (0, 0)), n)
+            return self.layout(pipe, name, text, call_kwargs, DenoiserCall(0.0, 1, (0, 0)), n, branch=branch)
         if name != IMAGE_LAYOUT:
             raise ValueError(f"unknown PixArt token layout {name!r}")
         latents = call_kwargs.get("latents")
@@ -152,7 +153,7 @@ class PixArtAdapter(Adapter):
                     return None
                 height, width = pipe.image_processor.classify_height_width_bin(height, width, ratios=bins)
             h, w = height // s, width // s
-        return self.layout(pipe, name, text, call_kwargs, DenoiserCall(0.0, 1, (h, w)), 0)
+        return self.layout(pipe, name, text, call_kwargs, DenoiserCall(0.0, 1, (h, w)), 0, branch=branch)
 
     def split_output(self, site: SiteInfo, output: Any) -> dict[str, torch.Tensor]:
         return {IMAGE: output[0] if isinstance(output, tuple) else output}

@@ -101,6 +101,7 @@ class SD3Adapter(Adapter):
         call_kwargs: dict[str, Any],
         call: DenoiserCall,
         n_keys: int,
+        branch: str = "cond",
     ) -> TokenLayout:
         rows, cols = self.grid(pipe, call)
         img = image_layout(rows, cols)
@@ -108,14 +109,18 @@ class SD3Adapter(Adapter):
             return img
         return TokenLayout.concat([img, self.text_layout(pipe, text, call_kwargs, n_keys - len(img))])
 
-    def planned_layout(self, pipe: Any, name: str, text: str | None, call_kwargs: dict[str, Any]) -> TokenLayout:
+    def planned_layout(
+        self, pipe: Any, name: str, text: str | None, call_kwargs: dict[str, Any], branch: str = "cond"
+    ) -> TokenLayout:
         scale = pipe.vae_scale_factor
         height = call_kwargs.get("height") or pipe.default_sample_size * scale
         width = call_kwargs.get("width") or pipe.default_sample_size * scale
         call = DenoiserCall(0.0, 1, (int(height) // scale, int(width) // scale))
         n_text = pipe.tokenizer_max_length + int(call_kwargs.get("max_sequence_length", 256))
         rows, cols = self.grid(pipe, call)
-        return self.layout(pipe, name, text, call_kwargs, call, rows * cols + (0 if name == "image" else n_text))
+        return self.layout(
+            pipe, name, text, call_kwargs, call, rows * cols + (0 if name == "image" else n_text), branch=branch
+        )
 
     def split_output(self, site: SiteInfo, output: Any) -> dict[str, torch.Tensor]:
         if isinstance(output, tuple):

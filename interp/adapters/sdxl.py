@@ -131,6 +131,7 @@ class SDXLAdapter(Adapter):
         call_kwargs: dict[str, Any],
         call: DenoiserCall,
         n_keys: int,
+        branch: str = "cond",
     ) -> TokenLayout:
         if name.startswith("image/"):
             factor = int(name.split("/", 1)[1])
@@ -140,12 +141,12 @@ class SDXLAdapter(Adapter):
             raise ValueError(f"unknown SDXL token layout {name!r}")
         if text is None:
             return unknown_text_layout(n_keys, "CLIP-L/G")
-        if text == "" and self._zeroed_negative(pipe, call_kwargs):
+        if branch == "uncond" and self._zeroed_negative(pipe, call_kwargs):
             return _zeros_layout(n_keys)
         return clip_layout(pipe.tokenizer, text, n_keys, "CLIP-L/G")
 
     def planned_layout(
-        self, pipe: Any, name: str, text: str | None, call_kwargs: dict[str, Any]
+        self, pipe: Any, name: str, text: str | None, call_kwargs: dict[str, Any], branch: str = "cond"
     ) -> TokenLayout | None:
         """The layout a call with these arguments will have, by the pipeline's own size rules."""
         latents = call_kwargs.get("latents")
@@ -161,7 +162,7 @@ class SDXLAdapter(Adapter):
             n = int(embeds.shape[1]) if embeds is not None else int(pipe.tokenizer.model_max_length)
         else:
             n = len(self.layout(pipe, name, None, call_kwargs, call, 0))
-        return self.layout(pipe, name, text, call_kwargs, call, n)
+        return self.layout(pipe, name, text, call_kwargs, call, n, branch=branch)
 
     @staticmethod
     def _zeroed_negative(pipe: Any, call_kwargs: dict[str, Any]) -> bool:

@@ -33,7 +33,7 @@ def validate_edits(plan: Plan, requests: list, denoiser: Any, adapter: Any, pipe
             for branch, text in texts.items():
                 if e.scope.branch not in ("both", branch):
                     continue
-                layout = adapter.planned_layout(pipe, site.key_layout, text, trace.pipeline_kwargs)
+                layout = adapter.planned_layout(pipe, site.key_layout, text, trace.pipeline_kwargs, branch=branch)
                 if layout is not None:
                     check_budget(e.selector, layout, f"edit {e.name!r} at {site.path}")
         if e.operation.path == "patch":

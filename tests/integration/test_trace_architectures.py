@@ -671,7 +671,7 @@ def test_planned_layouts_equal_the_layouts_of_the_run(pipes, arch, extra):
     for name in ds.layout.values:
         for branch in ds.branch.values:
             got = layout(ds, str(name), str(branch))
-            planned = adapter.planned_layout(pipe, str(name), texts[str(branch)], kw)
+            planned = adapter.planned_layout(pipe, str(name), texts[str(branch)], kw, branch=str(branch))
             n = len(planned)
             assert int((got.key_modality != "").sum()) == n
             for field in (
