@@ -30,7 +30,7 @@ from interp.clock import StepClock
 from interp.edits.runtime import EditResult, apply_edits
 from interp.edits.spec import Edit, in_window
 from interp.kernels.lse_path import compute_stats
-from interp.kernels.reference import StatRequest, activation_norms, attention_map, attention_stats, mask_to_bias
+from interp.kernels.reference import StatRequest, activation_norms, attention_map, mask_to_bias
 from interp.kernels.transfer import to_host
 from interp.plan import Plan, PlanError, Record
 from interp.sites.intercept import SDPACall
@@ -261,14 +261,19 @@ class Observer:
         """The unedited kernel call, bit for bit; on CUDA also its log-sum-exp when a record can use it
         (``kernels.gpu.sdpa_with_lse`` runs the op public SDPA would run, checked bit-identical once
         per shape, and falls back to the original call otherwise)."""
-        wants = call.q.is_cuda and self.kernel == "auto" and call.attn_mask is None and any(
-            req.request_for(r).any for r in req.records if self._in_scope(r))
+        wants = (
+            call.q.is_cuda
+            and self.kernel == "auto"
+            and call.attn_mask is None
+            and any(req.request_for(r).any for r in req.records if self._in_scope(r))
+        )
         if not wants:
             return call.run_original(), None
         from interp.kernels.gpu import sdpa_with_lse
 
-        return sdpa_with_lse(call.q, call.k, call.v, scale=call.scale_arg, dropout_p=call.dropout_p,
-                             is_causal=call.is_causal)
+        return sdpa_with_lse(
+            call.q, call.k, call.v, scale=call.scale_arg, dropout_p=call.dropout_p, is_causal=call.is_causal
+        )
 
     def _records(
         self,
@@ -302,27 +307,17 @@ class Observer:
             results: dict[str, Tensor] = {}
             if sreq.any:
                 rows = self.query_rows(site, rec.queries, call.q.shape[-2], call.q.device)
-                if bias_rows is not None:
-                    results = attention_stats(
-                        call.q,
-                        call.k,
-                        scale=call.scale,
-                        query_rows=rows,
-                        request=sreq,
-                        bias=bias,
-                        bias_rows=bias_rows,
-                    )
-                else:
-                    results = compute_stats(
-                        call.q,
-                        call.k,
-                        scale=call.scale,
-                        query_rows=rows,
-                        request=sreq,
-                        bias=bias,
-                        kernel=kernel,
-                        lse=lse if edited is None and bias is None else None,
-                    )
+                results = compute_stats(
+                    call.q,
+                    call.k,
+                    scale=call.scale,
+                    query_rows=rows,
+                    request=sreq,
+                    bias=bias,
+                    kernel=kernel,
+                    lse=lse if edited is None and bias is None else None,
+                    bias_rows=bias_rows,
+                )
             if "capture" in rec.stats and out is not None and "after" in wanted:
                 self.captured[(site.path, step, ccall)] = {
                     "v": call.v.detach().clone(),

@@ -16,7 +16,7 @@ import xarray as xr
 
 import interp
 from interp import record, tracer
-from interp.cli import geneval_one_per_tag
+from interp.sweep.prompts import balanced_subset, geneval
 
 STORE = Path("tutorial_out/lazy.zarr")
 shutil.rmtree(STORE, ignore_errors=True)
@@ -24,8 +24,8 @@ shutil.rmtree(STORE, ignore_errors=True)
 # A small store to work on: one sample per trace, appended.
 pipe = interp.pipelines.tiny("sd3")
 kwargs = interp.pipelines.tiny_call_kwargs("sd3")
-for i, row in enumerate(geneval_one_per_tag(4)):
-    with tracer.trace(pipe, row["prompt"], seed=i, store=STORE, tag=row["tag"], **kwargs):
+for i, row in enumerate(balanced_subset(geneval(), n=4, seed=0)):  # 4 GenEval prompts, balanced by tag
+    with tracer.trace(pipe, row.text, seed=i, store=STORE, tag=row.tag, **kwargs):
         record("mass", "mass_full", "entropy", layers="all", queries="image")
 
 # 1. Open lazily. Only metadata is read; every variable is a dask array chunked by sample

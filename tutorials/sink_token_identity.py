@@ -18,8 +18,8 @@ from interp import record, tracer
 from interp.analysis import sink_identity
 from interp.analysis.config import AnalysisConfig
 from interp.analysis.context import Context
-from interp.cli import geneval_one_per_tag
 from interp.summary import dominant_keys, key_label
+from interp.sweep.prompts import balanced_subset, geneval
 
 OUT = Path("tutorial_out")
 STORE = OUT / "identity.zarr"
@@ -27,8 +27,8 @@ shutil.rmtree(STORE, ignore_errors=True)
 
 pipe = interp.pipelines.tiny("sd3")
 kwargs = interp.pipelines.tiny_call_kwargs("sd3")
-for i, row in enumerate(geneval_one_per_tag(4)):
-    with tracer.trace(pipe, row["prompt"], seed=i, store=STORE, tag=row["tag"], **kwargs):
+for i, row in enumerate(balanced_subset(geneval(), n=4, seed=0)):  # 4 GenEval prompts, balanced by tag
+    with tracer.trace(pipe, row.text, seed=i, store=STORE, tag=row.tag, **kwargs):
         record("mass", layers="all", queries="image", top=4)  # argmax_key and the top-4 keys per head
 
 ds = interp.open_store(STORE)

@@ -17,7 +17,7 @@ arguments the pipeline used; the tracer checks their length against the keys it 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -74,19 +74,11 @@ class TokenLayout:
 
     @staticmethod
     def concat(parts: Sequence[TokenLayout]) -> TokenLayout:
-        names = (
-            "modality",
-            "encoder",
-            "token_id",
-            "token_str",
-            "is_bos",
-            "is_eos",
-            "is_pad",
-            "image_row",
-            "image_col",
-            "valid",
-        )
-        return TokenLayout(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in names})
+        return TokenLayout(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in LAYOUT_FIELDS})
+
+
+LAYOUT_FIELDS = tuple(f.name for f in fields(TokenLayout))
+"""Per-key fields of a token layout, in order (the store's ``key_*`` coordinates)."""
 
 
 def image_layout(rows: int, cols: int) -> TokenLayout:

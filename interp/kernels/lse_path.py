@@ -37,9 +37,7 @@ def forward_with_lse(q: Tensor, k: Tensor, v: Tensor, scale: float) -> tuple[Ten
     return out, lse[..., : q.shape[-2]].float()
 
 
-def lse_stats(
-    q: Tensor, k: Tensor, *, scale: float, query_rows: Tensor, request: StatRequest
-) -> dict[str, Tensor]:
+def lse_stats(q: Tensor, k: Tensor, *, scale: float, query_rows: Tensor, request: StatRequest) -> dict[str, Tensor]:
     """Same contract as ``reference.attention_stats`` for mass, entropy and mass_topk."""
     qf = q.index_select(2, query_rows).float() if query_rows.numel() != q.shape[2] else q.float()
     kf = k.float()
@@ -67,13 +65,19 @@ def compute_stats(
     bias: Tensor | None = None,
     kernel: str = "auto",
     lse: Tensor | None = None,
+    bias_rows: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Dispatch: on CUDA (auto) or when asked for (``"triton"``), ``kernels.gpu.gpu_stats`` (fused
     Triton pass; ``lse``: the forward's row log-sum-exp, if known); on CPU, ``"lse"`` for
     mass/entropy where it applies (auto), the exact ``"reference"`` path for ``query_topk``, for
-    calls with an attention mask, and when asked for."""
+    calls with an attention mask, and when asked for. ``bias_rows`` (a bias on some query rows only,
+    an edit scoped to rows) always takes the exact path: the fused passes apply a bias to every row."""
     if kernel not in ("auto", "lse", "reference", "triton"):
         raise ValueError(f"unknown kernel {kernel!r}; use 'auto', 'lse', 'reference' or 'triton'")
+    if bias_rows is not None:
+        return attention_stats(
+            q, k, scale=scale, query_rows=query_rows, request=request, bias=bias, bias_rows=bias_rows
+        )
     if kernel == "triton" or (kernel == "auto" and q.is_cuda):
         from interp.kernels import gpu
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from interp.adapters.base import STREAMS, TokenLayout
+from interp.adapters.base import LAYOUT_FIELDS, STREAMS, TokenLayout
 
 SCHEMA_VERSION = "1.0"
 
@@ -112,19 +112,8 @@ STATIC_COORDS = (
     "key",
 )
 """Coordinates that must agree across the samples of one store."""
-
-KEY_FIELDS = (
-    "modality",
-    "encoder",
-    "token_id",
-    "token_str",
-    "is_bos",
-    "is_eos",
-    "is_pad",
-    "image_row",
-    "image_col",
-    "valid",
-)
+KEY_FIELDS = LAYOUT_FIELDS
+"""Token-identity fields stored per key as ``key_<field>`` coordinates (the fields of ``TokenLayout``)."""
 
 
 def strings(values: Sequence[str] | np.ndarray) -> np.ndarray:
