@@ -2,8 +2,9 @@
 # Train the model organism on one GPU, evaluate it on held-out captions, and collect the results.
 #
 # Device-machine job (see docs/organism.md): run from the repository root. Installs carried wheels from
-# .carry/wheels when present (the GPU image lacks diffusers), trains one chunk of MINUTES minutes
-# (steps auto-sized to fit the chunk), then evaluates with the exact scorer.
+# .carry/wheels when present (the GPU image lacks diffusers), trains CHUNKS chunks (default 1) of MINUTES
+# minutes each, resuming between them (TRAIN_ARGS, e.g. "--compile --budget-minutes 13", sizes the run),
+# then evaluates with the exact scorer.
 # Results go to $OUT (the device tool's return folder) or out/organism.
 set -euo pipefail
 OUT=${OUT:-out/organism}
@@ -19,8 +20,16 @@ fi
 export PYTHONUNBUFFERED=1
 python3 -c "import sys, torch, diffusers, transformers, tokenizers; print(sys.version.split()[0], torch.__version__, diffusers.__version__, transformers.__version__, tokenizers.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')" 2>&1 | tee "$OUT/log.txt"
 T0=$(date +%s)
-# shellcheck disable=SC2086
-python3 -m interp.organism.train --out "$RUN" --minutes "$MINUTES" $TRAIN_ARGS 2>&1 | tee -a "$OUT/log.txt"
+# CHUNKS chunks back to back (each its own process, resuming the last checkpoint), then evaluation
+for ((chunk = 1; chunk <= ${CHUNKS:-1}; chunk++)); do
+  RESUME=""
+  [ "$chunk" -gt 1 ] && RESUME="--resume"
+  # shellcheck disable=SC2086
+  python3 -m interp.organism.train --out "$RUN" --minutes "$MINUTES" $RESUME $TRAIN_ARGS 2>&1 | tee -a "$OUT/log.txt"
+  if python3 -c "import json,sys; sys.exit(0 if json.load(open('$RUN/training.json')).get('done') else 1)"; then
+    break
+  fi
+done
 T1=$(date +%s)
 cp "$RUN"/transformer.safetensors "$RUN"/text_encoder.safetensors "$RUN"/training.json "$OUT"/
 # shellcheck disable=SC2086

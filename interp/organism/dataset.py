@@ -214,10 +214,10 @@ class DataConfig:
         default_factory=lambda: {
             "single_object": 0.08,
             "colors": 0.14,
-            "counting": 0.22,
-            "two_object": 0.14,
-            "position": 0.21,
-            "color_attr": 0.21,
+            "counting": 0.26,
+            "two_object": 0.12,
+            "position": 0.20,
+            "color_attr": 0.20,
         }
     )
     caption_dropout: float = 0.1

@@ -40,6 +40,24 @@ assert tuple(PALETTE) == COLORS
 POSITION_THRESHOLD = 0.1  # GenEval's default
 
 
+def _band(n: int) -> np.ndarray:
+    """The pixels of a cross arm across a side of n pixels: ``arm_width(n)`` pixels, centred (half a
+    pixel left of centre where the parities differ)."""
+    a = arm_width(n)
+    lo = (n - a) // 2
+    band = np.zeros(n, bool)
+    band[lo : lo + a] = True
+    return band
+
+
+def arm_width(n: int) -> int:
+    """Arm thickness of a cross whose box side is n pixels: round(0.4 n), at least 3 (at most n).
+
+    Thick enough to draw at 7-10 pixels (arms a third of the box were 2 pixels wide at 8 pixels, and
+    the shipped model drew 14% of held-out crosses), thin enough that the plus keeps its notches."""
+    return min(n, max(3, int(np.floor(0.4 * n + 0.5))))
+
+
 @lru_cache(maxsize=4096)
 def _mask(shape: str, w: int, h: int) -> np.ndarray:
     px = np.arange(w, dtype=np.float64)[None, :] + 0.5
@@ -51,8 +69,8 @@ def _mask(shape: str, w: int, h: int) -> np.ndarray:
         m = ((px - cx) / cx) ** 2 + ((py - cy) / cy) ** 2 <= 1.0
     elif shape == "triangle":  # apex up, base on the bottom row
         m = np.abs(px - cx) <= cx * py / h + 0.5
-    elif shape == "cross":  # a plus sign, arms a third of the box thick
-        m = (np.abs(px - cx) <= w / 6.0) | (np.abs(py - cy) <= h / 6.0)
+    elif shape == "cross":  # a plus sign, arms about 0.4 of the box thick (at least 3 pixels)
+        m = _band(w)[None, :] | _band(h)[:, None]
     else:
         raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
     m = np.broadcast_to(m, (h, w)).copy()

@@ -66,8 +66,8 @@ class TrainConfig:
     """Optimisation and objective settings (defaults: the shipped run)."""
 
     seed: int = 0
-    batch_size: int = 256
-    lr: float = 5e-4
+    batch_size: int = 1024
+    lr: float = 8e-4
     warmup_steps: int = 300
     min_lr_ratio: float = 0.1
     beta1: float = 0.9
@@ -403,11 +403,14 @@ def train(
     workers: int = 0,
     stop_after: int | None = None,
     init: str | Path | None = None,
+    budget_minutes: float | None = None,
     verbose: bool = True,
 ) -> Trainer:
     """Train one chunk (module docstring); ``steps=None`` means auto. ``stop_after`` ends the chunk after
     that many steps (tests). ``init`` starts a new run from the exported weights of a finished run
-    (a second training phase; its facts are kept under ``previous_phases``). Returns the trainer."""
+    (a second training phase; its facts are kept under ``previous_phases``). ``budget_minutes``: with
+    auto steps, size the run to that much training-loop time over all its chunks (the first chunk
+    sets the step count, later chunks resume to it); without it, to this chunk. Returns the trainer."""
     model_config = model_config or OrganismConfig()
     train_config = train_config or TrainConfig()
     if not 0 < minutes <= MAX_CHUNK_MINUTES:
@@ -477,7 +480,11 @@ def train(
                 if k == cal[1]:
                     rate = (cal[1] - cal[0]) / (t_cal[cal[1]] - t_cal[cal[0]])
                     reserve = 20.0
-                    n = trainer.step + int(0.97 * rate * max(0.0, deadline - time.monotonic() - reserve))
+                    if budget_minutes is None:
+                        remaining = deadline - time.monotonic() - reserve
+                    else:  # the whole run's loop time, this chunk's part included
+                        remaining = 60.0 * budget_minutes - trainer.elapsed - (time.monotonic() - loop_start) - reserve
+                    n = trainer.step + int(0.97 * rate * max(0.0, remaining))
                     trainer.total_steps = max(n, trainer.step + 1)
                     say(f"auto steps: {rate:.1f} steps/s -> total_steps = {trainer.total_steps}", flush=True)
             if trainer.step % train_config.log_every == 0:
@@ -544,6 +551,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--warmup", type=int, default=None, help="warm-up steps")
     ap.add_argument("--init", default=None, help="start from the exported weights of this finished run")
+    ap.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=None,
+        help="with --steps auto: training-loop minutes of the whole run over all chunks (default: this chunk)",
+    )
     ap.add_argument("--tiny", action="store_true", help="a tiny model (smoke tests on CPU)")
     args = ap.parse_args(argv)
     tc = TrainConfig()
@@ -573,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         compile=args.compile,
         workers=args.workers,
         init=args.init,
+        budget_minutes=args.budget_minutes,
     )
     return 0
 
