@@ -277,6 +277,76 @@ def triton_self_check(device: str, dtype: torch.dtype) -> str:
         return f"FAILED: {exc!r}"[:1500]
 
 
+def lse_diagnostic(pipe, kw, layer: int) -> dict:
+    """Which kernels give public SDPA's output bit for bit *for the processor's own q, k, v* (layout and
+    strides as the site sees them), and which of them also return the log-sum-exp.
+
+    One 1-step call with a capturing handler at ``layer``; then, on the captured tensors: the backend
+    public SDPA picks, and for the cuDNN, flash and memory-efficient aten ops (asked for the LSE) and
+    contiguous copies of the inputs, whether the output equals public SDPA's and the largest difference.
+    """
+    from torch.nn.attention import SDPBackend
+
+    captured: dict = {}
+
+    def handler(call):
+        captured.update(q=call.q.clone(), k=call.k.clone(), v=call.v.clone(), scale=call.scale_arg)
+        captured["strides"] = [tuple(t.stride()) for t in (call.q, call.k, call.v)]
+        captured["q_view"], captured["k_view"], captured["v_view"] = call.q, call.k, call.v
+        out = call.run_original()
+        captured["out"] = out.clone()
+        return out
+
+    with Installation() as inst:
+        inst.add_site(SiteHooks(f"transformer_blocks.{layer}.attn", pipe.transformer.transformer_blocks[layer].attn,
+                                handler, None))  # fmt: skip
+        run_plain(pipe, kw, 1)
+    q, k, v, sc = captured["q_view"], captured["k_view"], captured["v_view"], captured["scale"]
+    ref = captured["out"]
+    choice = SDPBackend(int(torch._fused_sdp_choice(q, k, v, None, 0.0, False, scale=sc))).name
+    res: dict = {"shape": list(q.shape), "strides": captured["strides"], "scale_arg": sc, "choice": choice}
+    d = q.shape[-1]
+    scale = sc if sc is not None else d**-0.5
+    ops = {
+        "cudnn_lse": lambda q, k, v: torch.ops.aten._scaled_dot_product_cudnn_attention(
+            q, k, v, None, True, 0.0, False, False, scale=sc)[0],
+        "cudnn_nolse": lambda q, k, v: torch.ops.aten._scaled_dot_product_cudnn_attention(
+            q, k, v, None, False, 0.0, False, False, scale=sc)[0],
+        "flash": lambda q, k, v: torch.ops.aten._scaled_dot_product_flash_attention(
+            q, k, v, 0.0, False, False, scale=scale)[0],
+        "efficient_lse": lambda q, k, v: torch.ops.aten._scaled_dot_product_efficient_attention(
+            q, k, v, None, True, 0.0, False, scale=sc)[0],
+        "public_again": lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=sc),
+    }  # fmt: skip
+    for layout, (qq, kk, vv) in (("as_seen", (q, k, v)), ("contiguous", (q.contiguous(), k.contiguous(),
+                                                                          v.contiguous()))):  # fmt: skip
+        for name, fn in ops.items():
+            try:
+                out = fn(qq, kk, vv)
+                res[f"{layout}/{name}"] = {"equal": bool(torch.equal(out, ref)),
+                                           "max_abs_diff": float((out.float() - ref.float()).abs().max())}  # fmt: skip
+            except Exception as exc:
+                res[f"{layout}/{name}"] = {"error": repr(exc)[:300]}
+    res["sdpa_with_lse_verified"] = {str(key[0]) + " " + str(tuple(key[1])) + " " + str(key[4]): ok
+                                     for key, ok in gpu._LSE_VERIFIED.items()}  # fmt: skip
+    return res
+
+
+def count_syncs(fn: Callable[[], object]) -> int:
+    """Host-device synchronisations of one call, as CUDA's sync debug mode reports them (warnings)."""
+    import warnings
+
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
 def environment(device: str) -> dict[str, str]:
     env = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
     if device == "cuda":
@@ -363,6 +433,20 @@ def main() -> None:
             del cases1[name]
         print("warm:", name, flush=True)
     save()
+    if dev == "cuda":
+        try:
+            results["lse_diagnostic"] = lse_diagnostic(pipe, kw, mid)
+        except Exception as exc:
+            results["errors"]["lse_diagnostic"] = repr(exc)[:500]
+        results["syncs_per_call"] = {}
+        for name in ("plain", "observe_stats", "observe_all", "edit1"):
+            if name in cases1:
+                try:
+                    results["syncs_per_call"][name] = count_syncs(cases1[name])
+                except Exception as exc:
+                    results["errors"][f"syncs {name}"] = repr(exc)[:300]
+        print("lse diagnostic:", results.get("lse_diagnostic"), "\nsyncs:", results.get("syncs_per_call"), flush=True)
+        save()
     times: dict[str, list[tuple[float, float]]] = {n: [] for n in cases1}
     for _ in range(args.rounds):
         for name, fn in cases1.items():
@@ -429,6 +513,10 @@ def markdown(res: dict) -> str:
         lines.append(f"Latents bit-identical to plain when observing: {res['bit_identical']}.")
     if res.get("triton_self_check"):
         lines.append(f"Triton kernels vs reference at start: {res['triton_self_check']}.")
+    if res.get("syncs_per_call"):
+        lines.append(f"Host-device synchronisations per 1-step call (sync debug mode): {res['syncs_per_call']}.")
+    if res.get("lse_diagnostic"):
+        lines.append(f"Forward log-sum-exp diagnostic (block {cfg['edit_layer']}): {res['lse_diagnostic']}.")
     if res.get("errors"):
         lines.append(f"Errors: {res['errors']}")
     for key, title in (("one_forward", "One transformer forward (1-step pipeline call, latent output)"),

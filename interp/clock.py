@@ -8,7 +8,8 @@ a forward pre-hook on the denoiser reads the ``timestep`` argument of that call 
 says so). Labels never come from ``callback_on_step_end``, which runs after the step. Consecutive
 denoiser calls at the same step (skip-layer guidance, true CFG) get call indices 0, 1, ...; the
 adapter maps the batch rows of each call to CFG branches. The lookup reads one scalar per denoiser
-call (not per site), the only host sync the tracer adds.
+call (not per site), the only host sync the tracer adds per step; the scheduler's table is copied to the
+host once and again only if the scheduler replaces or rewrites it.
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ class StepClock:
     sigmas: dict[int, float] = field(default_factory=dict)
     n_steps: int = 0
     n_calls: int = 0
+    _table_key: tuple | None = field(default=None, repr=False)
+    _host_table: Any = field(default=None, repr=False)
 
     def pre_hook(self, module: Any, args: tuple, kwargs: dict[str, Any]) -> None:
         call = self.adapter.read_call(args, kwargs)
-        table = np.asarray(self.pipe.scheduler.timesteps.detach().float().cpu()).astype(np.float64)
+        table = self._table()
         self.n_steps = len(table)
         t = call.timestep * self.adapter.timestep_scale
         close = np.flatnonzero(np.isclose(table, t, rtol=1e-6, atol=1e-4 * max(1.0, abs(t))))
@@ -61,6 +64,17 @@ class StepClock:
         self.timesteps[step] = float(table[step])
         sigmas = getattr(self.pipe.scheduler, "sigmas", None)
         self.sigmas[step] = float(sigmas[step]) if sigmas is not None and len(sigmas) > step else float("nan")
+
+    def _table(self) -> np.ndarray:
+        """``scheduler.timesteps`` on the host, copied again only when the scheduler's tensor changed
+        (another object, or written in place), so a denoiser call costs one device read: its timestep."""
+        ts = self.pipe.scheduler.timesteps
+        key = (id(ts), getattr(ts, "_version", 0), tuple(getattr(ts, "shape", (len(ts),))))
+        if key != self._table_key:
+            data = ts.detach().float().cpu() if hasattr(ts, "detach") else ts
+            self._host_table = np.asarray(data).astype(np.float64)
+            self._table_key = key
+        return self._host_table
 
     def t_over_T(self, step: int) -> float:
         """Phase t/T = step / (T - 1): 0 at the noisiest step, 0 when T = 1."""

@@ -315,7 +315,7 @@ class Observer:
                     request=sreq,
                     bias=bias,
                     kernel=kernel,
-                    lse=lse if edited is None and bias is None else None,
+                    lse=self._known_lse(lse, edited, mask_bias),
                     bias_rows=bias_rows,
                 )
             if "capture" in rec.stats and out is not None and "after" in wanted:
@@ -343,6 +343,16 @@ class Observer:
                 suffix = "" if view == "after" else "_before"
                 for var, val in results.items():
                     self.buffer.add(var + suffix, step, ccall, req.index, br, val)
+
+    @staticmethod
+    def _known_lse(lse: Tensor | None, edited: EditResult | None, mask_bias: Tensor | None) -> Tensor | None:
+        """The row log-sum-exp of the logits a record measures, when a kernel already returned it: the
+        unedited forward's, or the edited kernel's (whole-scope edits; it saw the same rounded bias)."""
+        if mask_bias is not None:
+            return None
+        if edited is None:
+            return lse
+        return edited.lse if edited.row_mask is None else None
 
     def on_output(self, path: str, output: Any) -> None:
         req = self.requests[path]

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from interp.edits.select import choose_keys
 from interp.edits.spec import Edit
-from interp.kernels.edit import edited_attention
+from interp.kernels.edit import edited_attention, edited_attention_lse, rounded_bias
 from interp.kernels.lse_path import compute_stats
 from interp.kernels.reference import StatRequest, mask_to_bias
 from interp.plan import PlanError
@@ -49,9 +49,10 @@ class EditResult:
     """What the records of an edited call need: the output and the bias in force."""
 
     output: Tensor
-    key_bias: Tensor | None  # (B, H, Nk), fp32
+    key_bias: Tensor | None  # (B, H, Nk), fp32, as the kernel applied it (rounded to the call's dtype)
     row_mask: Tensor | None  # (Nq,) bool: rows the bias applies to (None: all)
     changed: bool
+    lse: Tensor | None = None  # (B, H, Nq) row log-sum-exp of the edited logits, when the kernel gave it
 
 
 def _member(keys: Tensor, n_keys: int) -> Tensor:
@@ -162,7 +163,8 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
             changed = True
         elif op.path == "score":
             bias_val = -math.inf if op.eta == 0.0 else math.log(op.eta)
-            key_bias = key_bias + torch.where(member, torch.tensor(bias_val, device=dev), torch.zeros((), device=dev))
+            # a fill with a Python scalar: no host-to-device copy (a scalar tensor would synchronise)
+            key_bias = key_bias + torch.zeros_like(key_bias).masked_fill_(member, bias_val)
             changed |= keys.shape[-1] > 0 and any_pair and op.eta != 1.0
         else:
             mod = None
@@ -174,9 +176,14 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
         forced |= op.force_kernel
         verifications.append((ei, keys, member))
     nothing = not changed and not forced
+    key_bias = rounded_bias(key_bias, q.dtype)  # what the kernel applies, and what verification measures
+    whole = rows is None and all_pairs and output_patch is None and call.attn_mask is None
     if nothing or scope_rows.numel() == 0 or not any_pair:
         out = call.run_original()
         result = EditResult(out, None, None, False)
+    elif whole:
+        out, lse = edited_attention_lse(q, k, v, scale=call.scale, key_bias=key_bias, values=values)
+        result = EditResult(out, key_bias, None, True, lse)
     else:
         partial = rows is not None or not all_pairs
         original = call.run_original() if partial else None
@@ -203,7 +210,7 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
             out = out.clone()
             out[:, :, scope_rows] = patched
         result = EditResult(out, key_bias, row_mask, True)
-    _verify(obs, req, call, verifications, key_bias, mask_bias, scope_rows, pairs, unedited_mass)
+    _verify(obs, req, call, verifications, key_bias, mask_bias, scope_rows, pairs, unedited_mass, result.lse)
     return result
 
 
@@ -233,8 +240,12 @@ def _verify(
     scope_rows: Tensor,
     pairs: Tensor,
     unedited_mass,
+    lse: Tensor | None = None,
 ) -> None:
-    """Store, per edit: keys, measured mass before and after over the scope's rows, entropy after."""
+    """Store, per edit: keys, measured mass before and after over the scope's rows, entropy after.
+
+    ``lse``: the edited kernel's row log-sum-exp (whole scope, no mask), so the fused path measures
+    the edited attention in one pass."""
     clock = obs.clock
     before = unedited_mass("__scope__")
     bias = key_bias[:, :, None, :]
@@ -248,8 +259,9 @@ def _verify(
         request=StatRequest(mass_full=True, entropy=True),
         bias=bias,
         kernel="reference" if obs.kernel == "reference" else "auto",
+        lse=lse if mask_bias is None else None,
     )
-    nan = torch.tensor(float("nan"), device=key_bias.device)
+    nan = float("nan")  # a Python scalar: torch.where takes it without a host-to-device copy
     br = obs.branch_index()
     for ei, keys, member in verifications:
         m_before = torch.where(pairs, (before * member).sum(-1), nan)

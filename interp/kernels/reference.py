@@ -148,25 +148,30 @@ def activation_norms(x: Tensor, rows_by_stream: dict[str, Tensor], ords: tuple[s
     Returns two tensors shaped (*lead, n_streams, n_ords), lead = (B, H) or (B,); a stream with no
     rows gives NaN. The percentile interpolates linearly between order statistics (numpy's default):
     one sort per stream serves every norm order and both statistics, with no host sync (the positions
-    come from row counts, which are shapes).
+    come from row counts, which are shapes). The norms are fused reductions that read ``x`` in its
+    own dtype and accumulate in fp32 (no fp32 copy of the activations), and the sort runs along the
+    last, contiguous dimension.
     """
     lead = x.shape[:-2]
-    xf = x.float()
     norms = torch.stack(
-        [torch.linalg.vector_norm(xf, ord=float("inf") if o == "inf" else 2.0, dim=-1) for o in ords], dim=-1
-    )  # (*lead, N, n_ords)
-    mx = xf.new_full((*lead, len(rows_by_stream), len(ords)), float("nan"))
+        [
+            torch.linalg.vector_norm(x, ord=float("inf") if o == "inf" else 2.0, dim=-1, dtype=torch.float32)
+            for o in ords
+        ],
+        dim=-2,
+    )  # (*lead, n_ords, N)
+    mx = norms.new_full((*lead, len(rows_by_stream), len(ords)), float("nan"))
     p95 = mx.clone()
     for si, rows in enumerate(rows_by_stream.values()):
         n = rows.numel()
         if n == 0:
             continue
-        srt = norms.index_select(-2, rows).sort(dim=-2).values  # (*lead, n, n_ords), ascending
+        srt = norms.index_select(-1, rows).sort(dim=-1).values  # (*lead, n_ords, n), ascending
         pos = 0.95 * (n - 1)
         lo, frac = int(pos), pos - int(pos)
         hi = min(lo + 1, n - 1)
-        mx[..., si, :] = srt[..., n - 1, :]
-        p95[..., si, :] = srt[..., lo, :] + frac * (srt[..., hi, :] - srt[..., lo, :])
+        mx[..., si, :] = srt[..., n - 1]
+        p95[..., si, :] = srt[..., lo] + frac * (srt[..., hi] - srt[..., lo])
     return mx, p95
 
 

@@ -193,3 +193,27 @@ def test_edit_kernel_on_gpu_matches_brute_force(scope):
         assert torch.equal(out[~pairs], original[~pairs])
         want = torch.where(pairs[:, :, None, None], want, original)
     torch.testing.assert_close(out.float(), want.float(), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("nk", [600, 4429])
+def test_edited_attention_lse_matches_brute_force(nk):
+    """The whole-scope edit kernel (memory-efficient op, padded bias) and its log-sum-exp."""
+    from interp.kernels.edit import edited_attention_lse, rounded_bias
+
+    q, k = qk(7, dtype=torch.bfloat16, b=2, h=4, nq=nk, nk=nk)
+    v = torch.randn_like(k)
+    key_bias = torch.zeros(2, 4, nk, device=DEV)
+    key_bias[..., 5] = float("-inf")
+    key_bias[:, 1, 102] = float(torch.log(torch.tensor(0.3)))
+    key_bias = rounded_bias(key_bias, q.dtype)
+    out, lse = edited_attention_lse(q, k, v, scale=0.125, key_bias=key_bias, values=None)
+    assert lse is not None and lse.shape == (2, 4, nk)
+    s = (q.float() @ k.float().transpose(-1, -2)) * 0.125 + key_bias[:, :, None, :]
+    torch.testing.assert_close(lse, torch.logsumexp(s, -1), rtol=1e-4, atol=2e-3)
+    want = (torch.softmax(s, -1) @ v.float()).to(torch.bfloat16)
+    torch.testing.assert_close(out.float(), want.float(), rtol=2e-2, atol=2e-2)
+    # the verification pass given this LSE measures exactly zero mass on the removed key
+    res = compute_stats(q, k, scale=0.125, query_rows=torch.arange(nk, device=DEV),
+                        request=StatRequest(mass_full=True, entropy=True), bias=key_bias[:, :, None, :], lse=lse)
+    assert (res["mass_per_key"][..., 5] == 0).all()
+    torch.testing.assert_close(res["mass_per_key"].sum(-1), torch.ones(2, 4, device=DEV), rtol=0, atol=2e-3)

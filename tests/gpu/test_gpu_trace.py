@@ -60,3 +60,41 @@ def test_edits_choose_the_same_keys_and_generate_the_same_latents(pipe):
         a, b = torch.as_tensor(fast.stats[var].values), torch.as_tensor(ref.stats[var].values)
         torch.testing.assert_close(a, b, rtol=1e-3, atol=2e-3, equal_nan=True, msg=var)
     assert not torch.equal(fast.output.images, plain(pipe))
+
+
+def _syncs(fn) -> int:
+    import warnings
+
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def test_edited_trace_adds_no_synchronisation_per_step(pipe):
+    """An edited, observed step synchronises with the host no more often than a plain step plus the step
+    clock's one timestep read (so the loop keeps running ahead of the GPU within a step)."""
+
+    def plan():
+        record("mass", "entropy", layers="all")
+        mask_topk(layer=1, k=1)
+
+    def run_traced(steps):
+        with tracer.trace(pipe, PROMPT, seed=0, **dict(KW, num_inference_steps=steps)) as t:
+            plan()
+        assert t.output is not None
+
+    def run_plain(steps):
+        pipe(PROMPT, generator=torch.Generator("cpu").manual_seed(0), **dict(KW, num_inference_steps=steps))
+
+    run_traced(2)  # warm-up: kernels compiled, caches built
+    traced = [_syncs(lambda n=n: run_traced(n)) for n in (2, 4)]
+    plain_ = [_syncs(lambda n=n: run_plain(n)) for n in (2, 4)]
+    # the step clock reads each denoiser call's timestep (one sync per step, interp/clock.py); nothing else
+    allowed = plain_[1] - plain_[0] + 2
+    assert traced[1] - traced[0] <= allowed, f"syncs at 2 and 4 steps: traced {traced}, plain {plain_}"
