@@ -369,6 +369,8 @@ def main() -> None:
     ap.add_argument("--rounds28", type=int, default=2)
     ap.add_argument("--steps", type=int, default=28)
     ap.add_argument("--out", type=Path, default=Path("out/gpu_sd3_full"))
+    ap.add_argument("--tune", action="store_true", help="try a few Triton block shapes first (benchmarks/"
+                    "triton_tune.py tries them all); default: the committed triton_stats.GPU_CONFIG")  # fmt: skip
     args = ap.parse_args()
     dev = args.device
     dtype = torch.bfloat16 if dev == "cuda" else torch.float32
@@ -403,11 +405,13 @@ def main() -> None:
     results["errors"] = {}
     if dev == "cuda":
         base = triton_stats.GPU_CONFIG
-        try:
-            results["launch_configs"] = tune_launch_configs(dev, dtype, n_img, heads, n_img + 333)
-        except Exception as exc:
-            results["errors"]["tune_launch_configs"] = repr(exc)
-        print("launch configs:", results.get("launch_configs"), flush=True)
+        if args.tune:
+            try:
+                results["launch_configs"] = tune_launch_configs(dev, dtype, n_img, heads, n_img + 333)
+            except Exception as exc:
+                results["errors"]["tune_launch_configs"] = repr(exc)
+            print("launch configs:", results.get("launch_configs"), flush=True)
+        results["launch_config"] = dataclasses.asdict(triton_stats.GPU_CONFIG)
         results["triton_self_check"] = triton_self_check(dev, dtype)
         if results["triton_self_check"] != "ok" and base != triton_stats.GPU_CONFIG:
             triton_stats.GPU_CONFIG = base
@@ -513,6 +517,8 @@ def markdown(res: dict) -> str:
         lines.append(f"Latents bit-identical to plain when observing: {res['bit_identical']}.")
     if res.get("triton_self_check"):
         lines.append(f"Triton kernels vs reference at start: {res['triton_self_check']}.")
+    if res.get("launch_config"):
+        lines.append(f"Triton launch configuration: {res['launch_config']}.")
     if res.get("syncs_per_call"):
         lines.append(f"Host-device synchronisations per 1-step call (sync debug mode): {res['syncs_per_call']}.")
     if res.get("lse_diagnostic"):

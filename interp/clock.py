@@ -8,8 +8,8 @@ a forward pre-hook on the denoiser reads the ``timestep`` argument of that call 
 says so). Labels never come from ``callback_on_step_end``, which runs after the step. Consecutive
 denoiser calls at the same step (skip-layer guidance, true CFG) get call indices 0, 1, ...; the
 adapter maps the batch rows of each call to CFG branches. The lookup reads one scalar per denoiser
-call (not per site), the only host sync the tracer adds per step; the scheduler's table is copied to the
-host once and again only if the scheduler replaces or rewrites it.
+call (not per site), the only host sync the tracer adds per step; the scheduler's timesteps and sigmas
+are copied to the host once, and again only if the scheduler replaces or rewrites them.
 """
 
 from __future__ import annotations
@@ -39,8 +39,7 @@ class StepClock:
     sigmas: dict[int, float] = field(default_factory=dict)
     n_steps: int = 0
     n_calls: int = 0
-    _table_key: tuple | None = field(default=None, repr=False)
-    _host_table: Any = field(default=None, repr=False)
+    _host_tables: dict[str, tuple[tuple, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def pre_hook(self, module: Any, args: tuple, kwargs: dict[str, Any]) -> None:
         call = self.adapter.read_call(args, kwargs)
@@ -62,19 +61,28 @@ class StepClock:
         self.branches = self.adapter.branches(call.batch, self.call, self.adapter.uses_cfg(self.pipe))
         self.seen_branches.update(self.branches)
         self.timesteps[step] = float(table[step])
-        sigmas = getattr(self.pipe.scheduler, "sigmas", None)
+        sigmas = self._host(getattr(self.pipe.scheduler, "sigmas", None), "sigmas")
         self.sigmas[step] = float(sigmas[step]) if sigmas is not None and len(sigmas) > step else float("nan")
 
     def _table(self) -> np.ndarray:
-        """``scheduler.timesteps`` on the host, copied again only when the scheduler's tensor changed
-        (another object, or written in place), so a denoiser call costs one device read: its timestep."""
-        ts = self.pipe.scheduler.timesteps
-        key = (id(ts), getattr(ts, "_version", 0), tuple(getattr(ts, "shape", (len(ts),))))
-        if key != self._table_key:
-            data = ts.detach().float().cpu() if hasattr(ts, "detach") else ts
-            self._host_table = np.asarray(data).astype(np.float64)
-            self._table_key = key
-        return self._host_table
+        """``scheduler.timesteps`` on the host (see ``_host``)."""
+        table = self._host(self.pipe.scheduler.timesteps, "timesteps")
+        assert table is not None
+        return table
+
+    def _host(self, values: Any, name: str) -> np.ndarray | None:
+        """A scheduler table on the host, copied again only when the scheduler's tensor changed (another
+        object, or written in place): schedulers keep timesteps and sigmas on the device, and reading
+        one element of a device tensor per call would synchronise with the device each time."""
+        if values is None:
+            return None
+        key = (id(values), getattr(values, "_version", 0), tuple(getattr(values, "shape", (len(values),))))
+        cached = self._host_tables.get(name)
+        if cached is None or cached[0] != key:
+            data = values.detach().float().cpu() if hasattr(values, "detach") else values
+            cached = (key, np.asarray(data).astype(np.float64))
+            self._host_tables[name] = cached
+        return cached[1]
 
     def t_over_T(self, step: int) -> float:
         """Phase t/T = step / (T - 1): 0 at the noisiest step, 0 when T = 1."""

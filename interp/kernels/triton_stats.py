@@ -10,31 +10,69 @@ when the caller has it), the attention probabilities are A_ij = exp(s_ij - lse_i
 - the entropy sum is sum_{i in Q} H_i = sum_{i in Q} lse_i - sum_{i in Q} sum_j A_ij s_ij
   (DESIGN.md section 3; terms with A_ij = 0 contribute 0, so -inf biases are safe).
 
-``_stats_kernel`` makes one pass over QK^T for both: each program owns one block of keys of one
-(batch row, head), loads those keys once, and walks every block of query rows in Q, accumulating
-A and A * s element-wise in two register tiles that are reduced once at the end (reducing across
-query rows inside the loop would cost a cross-warp reduction per step). It writes the column sums
-of its keys and one partial entropy sum; a ``torch.sum`` over the (few dozen) partials finishes the
-entropy. No atomics, so the result is deterministic and re-running a launch is harmless.
+``_stats_kernel`` makes one pass over QK^T for both: each program owns one block of BLOCK_N keys of
+one (batch row, head), loads those keys once, and walks every block of BLOCK_M query rows in Q. It
+computes the logits tile *transposed*, s^T = K Q^T of shape [BLOCK_N keys, BLOCK_M queries], so that
+the sums over queries that both statistics need are sums along the tile's rows. In the tensor-core
+(MMA) layouts a row of the accumulator lives in the registers of one thread and its three neighbours
+of a quad (when the warps split the tile by rows, BLOCK_N >= 16 x warps; otherwise partial sums also
+cross warps through shared memory), so a row reduction is in-thread adds and two shuffles, and each
+step folds its tile straight into two [BLOCK_N] fp32 vectors (column sums and sum_i A_ij s_ij per
+key). An earlier
+version computed s = Q K^T [queries, keys] and, to avoid a cross-warp column reduction per step,
+kept two full [BLOCK_M, BLOCK_N] fp32 accumulator tiles alive across the loop on top of the logits
+and probability tiles: at 64 x 128 with 4 warps that is 64 fp32 registers per thread per tile and
+the kernel sat at the 255-register limit (at most two programs, 8 warps, per SM to hide latency).
+The transposed kernel needs about half the registers at the same tile (ptxas, sm_90: 128 vs 254).
+The query tile is loaded [BLOCK_M, D] and fed to ``tl.dot(k, tl.trans(q))``, the usual spelling;
+loading it as [D, BLOCK_M] directly compiles to the same instructions (Triton 3.8, sm_90).
+
+Keys whose bias is -inf, and keys past the end of a partial last block, get the finite base-2 logit
+bias -1e30 instead of -inf: exp2(-1e30 - lse) is exactly 0 as exp2(-inf) is, and p * s is then 0
+rather than 0 * -inf = NaN, so the loop needs no per-element guard. Query rows past the end of a
+partial block read lse = +inf, which makes their p exactly 0 as well. Each program writes the column
+sums of its keys and one partial entropy sum; a ``torch.sum`` over the (few dozen) partials finishes
+the entropy. No atomics, so the result is deterministic and re-running a launch is harmless.
 
 When the caller has no log-sum-exp (the original attention call ran through public SDPA, which does
 not return it, or the logits carry an edit's bias), ``_lse_kernel`` computes it first: a row-parallel
-online log-sum-exp over the keys (a QK^T pass without the P V product). Query rows may be a subset
-(``rows``, unique indices): they are gathered inside the kernels, nothing is copied.
+online log-sum-exp over the keys (a QK^T pass without the P V product; the key bias, -inf past the
+end, enters with the scale as one multiply-add per logit). Query rows may be a subset (``rows``,
+unique indices): they are gathered inside the kernels, nothing is copied.
 
 Both kernels accumulate in fp32; the QK^T product uses the inputs' dtype on the tensor cores (bf16 or
 fp16 products are exact in fp32) and full fp32 ("ieee") for fp32 inputs. Logits are carried in base
 2 (``exp2``) and converted back to nats on output. On CPU the same kernel bodies run under Triton's
 interpreter (used by the tests); ``triton`` is optional: ``available()`` says whether it is installed.
+
+Launch configurations
+---------------------
+Block sizes, warps and pipeline stages of the two kernels (``LaunchConfig``) are chosen per call on
+the host from the call's shape alone (``config_key``: dtype, B, H, Nq, Nk, D, query rows), so the
+choice never synchronises with the device. Precedence: a ``gpu_config(cfg, key)`` block (a context
+variable, so other threads are unaffected), then a configuration installed process-wide with
+``set_gpu_config(cfg, key)``, each first for the call's own key and then for ``key=None`` (every
+call), then the module default ``GPU_CONFIG`` (``INTERPRETER_CONFIG`` under the interpreter).
+``tune(q, k, rows=...)`` times the candidates of ``candidates()`` for each kernel separately (CUDA
+events, after compiling them all in parallel threads), checks every candidate's output
+against the current configuration's, and returns the fastest pair; ``tune(..., install=True)``
+installs it for that shape. ``benchmarks/triton_tune.py`` runs it at SD3 size.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import importlib.util
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -70,9 +108,29 @@ def interpreting() -> bool:
     return type(tl.sum).__name__ == "InterpretedFunction"
 
 
+# --- launch configurations -----------------------------------------------------------------------
+class PassConfig(NamedTuple):
+    """One kernel's launch shape. Stats pass: ``block_n`` keys per program, ``block_m`` query rows per
+    step; LSE pass: ``block_m`` query rows per program, ``block_n`` keys per step."""
+
+    block_m: int
+    block_n: int
+    warps: int
+    stages: int
+
+    def label(self) -> str:
+        return f"M{self.block_m} N{self.block_n} w{self.warps} s{self.stages}"
+
+
+def _pow2(x: int) -> bool:
+    return x > 0 and x & (x - 1) == 0
+
+
 @dataclass(frozen=True)
 class LaunchConfig:
-    """Block sizes and warps of the two kernels (``BLOCK_N``: keys per stats program)."""
+    """Block sizes, warps and pipeline stages of the two kernels (``stats_block_n``: keys per stats
+    program; ``lse_block_m``: query rows per LSE program). ``stages`` applies to both kernels unless
+    ``lse_stages`` / ``stats_stages`` say otherwise."""
 
     lse_block_m: int = 128
     lse_block_n: int = 64
@@ -81,12 +139,92 @@ class LaunchConfig:
     stats_block_n: int = 128
     stats_warps: int = 8
     stages: int = 3
+    lse_stages: int | None = None
+    stats_stages: int | None = None
+
+    def __post_init__(self) -> None:
+        blocks = (self.lse_block_m, self.lse_block_n, self.stats_block_m, self.stats_block_n)
+        if not all(_pow2(x) and x >= 16 for x in blocks):
+            raise ValueError(f"block sizes must be powers of two >= 16 (tl.dot needs 16); got {blocks}")
+        if not all(_pow2(w) and w <= 32 for w in (self.lse_warps, self.stats_warps)):
+            raise ValueError(f"warps must be powers of two <= 32; got {self.lse_warps}, {self.stats_warps}")
+        stages = [s for s in (self.stages, self.lse_stages, self.stats_stages) if s is not None]
+        if not all(s >= 1 for s in stages):
+            raise ValueError(f"pipeline stages must be >= 1; got {stages}")
+
+    @property
+    def lse(self) -> PassConfig:
+        st = self.stages if self.lse_stages is None else self.lse_stages
+        return PassConfig(self.lse_block_m, self.lse_block_n, self.lse_warps, st)
+
+    @property
+    def stats(self) -> PassConfig:
+        st = self.stages if self.stats_stages is None else self.stats_stages
+        return PassConfig(self.stats_block_m, self.stats_block_n, self.stats_warps, st)
+
+    @classmethod
+    def from_passes(cls, stats: PassConfig, lse: PassConfig) -> LaunchConfig:
+        """The configuration that launches the stats pass as ``stats`` and the LSE pass as ``lse``."""
+        return cls(
+            lse_block_m=lse.block_m, lse_block_n=lse.block_n, lse_warps=lse.warps,
+            stats_block_m=stats.block_m, stats_block_n=stats.block_n, stats_warps=stats.warps,
+            stages=stats.stages, lse_stages=lse.stages, stats_stages=stats.stages,
+        )  # fmt: skip
 
 
-GPU_CONFIG = LaunchConfig(stats_warps=4)
-"""Fastest of the shapes tried at SD3 size on an H200 (benchmarks/RESULTS-gpu.md): stats pass 64 x 128
-with 4 warps 0.536 ms (8 warps: 0.789 ms), lse pass 128 x 64 with 4 warps 0.449 ms."""
+GPU_CONFIG = LaunchConfig(stats_block_m=128, stats_block_n=128, stats_warps=4, stages=3)
+"""Default on CUDA: the fastest shapes ``benchmarks/triton_tune.py`` measured for the transposed stats
+kernel at SD3 size on an H200 (B=2, H=24, 4429 keys, 4096 image query rows, bf16): stats 128 x 128
+with 4 warps 0.40 ms (the untransposed kernel's best was 0.536 ms), lse 128 x 64 with 4 warps 0.40 ms,
+against 0.588 ms for public SDPA on the same tensors. ``set_gpu_config`` installs another tuning."""
 INTERPRETER_CONFIG = LaunchConfig(16, 16, 1, 16, 16, 1, 1)
+
+ConfigKey = tuple[str, int, int, int, int, int, int]
+"""(dtype, B, H, Nq, Nk, D, query rows) of a call: what a launch configuration is chosen by."""
+
+_INSTALLED: dict[ConfigKey | None, LaunchConfig] = {}
+_SCOPED: contextvars.ContextVar[Mapping[ConfigKey | None, LaunchConfig] | None] = contextvars.ContextVar(
+    "interp_triton_launch_config", default=None
+)
+
+
+def config_key(q: Tensor, k: Tensor, rows: Tensor | None = None) -> ConfigKey:
+    """The shape key of a call (host metadata only: no device synchronisation)."""
+    b, h, nq, d = q.shape
+    n_rows = nq if rows is None else int(rows.numel())
+    return (str(q.dtype).removeprefix("torch."), b, h, nq, k.shape[-2], d, n_rows)
+
+
+def set_gpu_config(cfg: LaunchConfig | None, key: ConfigKey | None = None) -> None:
+    """Install ``cfg`` process-wide for the calls of shape ``key`` (``config_key``; None: every call
+    without a configuration of its own); ``cfg=None`` removes what was installed for ``key``."""
+    if cfg is None:
+        _INSTALLED.pop(key, None)
+    else:
+        _INSTALLED[key] = cfg
+
+
+@contextlib.contextmanager
+def gpu_config(cfg: LaunchConfig, key: ConfigKey | None = None) -> Iterator[LaunchConfig]:
+    """Launch with ``cfg`` inside the block (for the calls of shape ``key``; None: every call)."""
+    token = _SCOPED.set({**(_SCOPED.get() or {}), key: cfg})
+    try:
+        yield cfg
+    finally:
+        _SCOPED.reset(token)
+
+
+def _lookup(key: ConfigKey, interpret: bool) -> LaunchConfig:
+    for table in (_SCOPED.get() or {}, _INSTALLED):
+        for k in (key, None):
+            if k in table:
+                return table[k]
+    return INTERPRETER_CONFIG if interpret else GPU_CONFIG
+
+
+def current_config(q: Tensor, k: Tensor, rows: Tensor | None = None) -> LaunchConfig:
+    """The launch configuration a call with these inputs would use now."""
+    return _lookup(config_key(q, k, rows), interpreting())
 
 
 # --- kernel bodies (decorated lazily: see _kernels) ----------------------------------------------
@@ -97,7 +235,7 @@ def _lse_body(
     stride_bb, stride_bh,
     stride_lb, stride_lh,
     H, n_rows, n_keys, head_dim, scale_log2,
-    HAS_ROWS: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr, EVEN_D: tl.constexpr,
+    HAS_ROWS: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr, EVEN_D: tl.constexpr, UPCAST: tl.constexpr,
     D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
@@ -117,24 +255,30 @@ def _lse_body(
         mask=m_ok[:, None] & d_ok[None, :],
         other=0.0,
     )
+    if UPCAST:
+        q = q.to(tl.float32)
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     k_base = K + b * stride_kb + h * stride_kh
     for start in range(0, n_keys, BLOCK_N):
         offs_n = start + tl.arange(0, BLOCK_N)
         n_ok = offs_n < n_keys
-        k = tl.load(k_base + offs_n[:, None] * stride_kn + offs_d[None, :], mask=n_ok[:, None] & d_ok[None, :],
-                    other=0.0)
+        k = tl.load(
+            k_base + offs_n[:, None] * stride_kn + offs_d[None, :], mask=n_ok[:, None] & d_ok[None, :], other=0.0
+        )
+        if UPCAST:
+            k = k.to(tl.float32)
         if IEEE:
             s = tl.dot(q, tl.trans(k), input_precision="ieee")
         else:
             s = tl.dot(q, tl.trans(k))
-        s = s * scale_log2
+        # the key bias (-inf past the end) enters with the scale as one multiply-add per logit
         if HAS_BIAS:
-            bias = tl.load(BIAS + b * stride_bb + h * stride_bh + offs_n, mask=n_ok, other=float("-inf"))
-            s = s + bias[None, :] * 1.4426950408889634
+            bias2 = tl.load(BIAS + b * stride_bb + h * stride_bh + offs_n, mask=n_ok, other=float("-inf"))
+            bias2 = bias2 * 1.4426950408889634
         else:
-            s = tl.where(n_ok[None, :], s, float("-inf"))
+            bias2 = tl.where(n_ok, 0.0, float("-inf"))
+        s = s * scale_log2 + bias2[None, :]
         m_new = tl.maximum(m_i, tl.max(s, 1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         l_i = l_i * tl.exp2(m_i - m_safe) + tl.sum(tl.exp2(s - m_safe[:, None]), 1)
@@ -151,7 +295,7 @@ def _stats_body(
     stride_lb, stride_lh,
     H, n_rows, n_keys, head_dim, scale_log2,
     HAS_ROWS: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
-    NEED_COL: tl.constexpr, NEED_ENT: tl.constexpr, EVEN_D: tl.constexpr,
+    NEED_COL: tl.constexpr, NEED_ENT: tl.constexpr, EVEN_D: tl.constexpr, UPCAST: tl.constexpr,
     D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_n = tl.program_id(0)
@@ -167,14 +311,17 @@ def _stats_body(
         mask=n_ok[:, None] & d_ok[None, :],
         other=0.0,
     )
-    kt = tl.trans(k)
+    if UPCAST:
+        k = k.to(tl.float32)
+    # keys with a -inf bias and keys past the end get a finite -1e30 (base 2): their p = exp2(-1e30 - lse)
+    # is exactly 0 all the same, and p * s is 0 rather than NaN, with no per-element guard in the loop
     if HAS_BIAS:
         bias2 = tl.load(BIAS + b * stride_bb + h * stride_bh + offs_n, mask=n_ok, other=float("-inf"))
-        bias2 = bias2 * 1.4426950408889634
+        bias2 = tl.maximum(bias2 * 1.4426950408889634, -1.0e30)
     else:
-        bias2 = tl.where(n_ok, 0.0, float("-inf"))
-    col = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
-    ent = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+        bias2 = tl.where(n_ok, 0.0, -1.0e30)
+    col_acc = tl.zeros([BLOCK_N], tl.float32)
+    ent_acc = tl.zeros([BLOCK_N], tl.float32)
     q_base = Q + b * stride_qb + h * stride_qh
     l_base = LSE + b * stride_lb + h * stride_lh
     for start in range(0, n_rows, BLOCK_M):
@@ -184,23 +331,26 @@ def _stats_body(
             rows = tl.load(ROWS + offs_m, mask=m_ok, other=0).to(tl.int64)
         else:
             rows = offs_m.to(tl.int64)
-        q = tl.load(q_base + rows[:, None] * stride_qm + offs_d[None, :], mask=m_ok[:, None] & d_ok[None, :],
-                    other=0.0)
+        q = tl.load(q_base + rows[:, None] * stride_qm + offs_d[None, :], mask=m_ok[:, None] & d_ok[None, :], other=0.0)
+        if UPCAST:
+            q = q.to(tl.float32)
+        # rows past the end read lse = +inf, so their p is exactly 0 (and p * s too: s is finite)
         lse2 = tl.load(l_base + rows, mask=m_ok, other=float("inf")) * 1.4426950408889634
+        # the transposed tile: keys are its rows, so the sums over queries are row reductions
         if IEEE:
-            s = tl.dot(q, kt, input_precision="ieee")
+            s = tl.dot(k, tl.trans(q), input_precision="ieee")
         else:
-            s = tl.dot(q, kt)
-        s = s * scale_log2 + bias2[None, :]
-        p = tl.exp2(s - lse2[:, None])
+            s = tl.dot(k, tl.trans(q))
+        s = s * scale_log2 + bias2[:, None]
+        p = tl.exp2(s - lse2[None, :])
         if NEED_COL:
-            col += p
+            col_acc += tl.sum(p, 1)
         if NEED_ENT:
-            ent += p * tl.where(p > 0.0, s, 0.0)
+            ent_acc += tl.sum(p * s, 1)
     if NEED_COL:
-        tl.store(COL + pid_bh.to(tl.int64) * n_keys + offs_n, tl.sum(col, 0), mask=n_ok)
+        tl.store(COL + pid_bh.to(tl.int64) * n_keys + offs_n, col_acc, mask=n_ok)
     if NEED_ENT:
-        tl.store(ENT + pid_bh * tl.num_programs(0) + pid_n, tl.sum(tl.sum(ent, 1), 0) * 0.6931471805599453)
+        tl.store(ENT + pid_bh * tl.num_programs(0) + pid_n, tl.sum(ent_acc, 0) * 0.6931471805599453)
 
 
 @functools.cache
@@ -244,7 +394,29 @@ def _last_contiguous(x: Tensor) -> Tensor:
     return x if x.stride(-1) == 1 else x.contiguous()
 
 
-def _prepare(q: Tensor, k: Tensor, rows: Tensor | None, bias: Tensor | None):
+@dataclass(frozen=True)
+class _Call:
+    """A checked call: inputs with unit stride in D, int32 rows (None: all), fp32 per-key bias."""
+
+    q: Tensor
+    k: Tensor
+    rows: Tensor | None
+    kb: Tensor | None
+    interpret: bool
+    key: ConfigKey = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", config_key(self.q, self.k, self.rows))
+
+    @property
+    def n_rows(self) -> int:
+        return self.q.shape[2] if self.rows is None else int(self.rows.numel())
+
+    def config(self) -> LaunchConfig:
+        return _lookup(self.key, self.interpret)
+
+
+def _prepare(q: Tensor, k: Tensor, rows: Tensor | None, bias: Tensor | None) -> _Call:
     _check(q, k)
     b, h, nq, d = q.shape
     nk = k.shape[-2]
@@ -260,35 +432,101 @@ def _prepare(q: Tensor, k: Tensor, rows: Tensor | None, bias: Tensor | None):
             "the Triton kernels run on CPU only under Triton's interpreter: set TRITON_INTERPRET=1 before "
             "triton is first imported (in this process it was imported without it)"
         )
-    cfg = INTERPRETER_CONFIG if interpret else GPU_CONFIG
-    return q, k, rows, kb, interpret, cfg
+    return _Call(q, k, rows, kb, interpret)
 
 
-def row_lse(
-    q: Tensor, k: Tensor, *, scale: float, rows: Tensor | None = None, bias: Tensor | None = None
-) -> Tensor:
-    """Row log-sum-exp (fp32, natural log) of scale * q k^T + bias, shape (B, H, Nq); only the
-    ``rows`` (unique indices; None: all) are written, the other entries are left unset."""
-    q, k, rows, kb, interpret, cfg = _prepare(q, k, rows, bias)
-    b, h, nq, d = q.shape
-    n_rows = nq if rows is None else int(rows.numel())
-    lse = torch.empty(b, h, nq, dtype=torch.float32, device=q.device)
+def _upcast(c: _Call) -> bool:
+    """bf16 tiles go to fp32 before ``tl.dot`` under the interpreter, whose dot multiplies bf16 bit
+    patterns as integers (Triton 3.x); bf16 products are exact in fp32, so the results are the GPU's."""
+    return c.interpret and c.q.dtype == torch.bfloat16
+
+
+def _launch_lse(c: _Call, lse: Tensor, scale: float, pc: PassConfig, warmup: bool = False) -> Any:
+    """Write the rows' log-sum-exp into ``lse`` (B, H, Nq); ``warmup``: compile only, launch nothing.
+    Returns Triton's compiled kernel (where it gives one)."""
     lse_kernel, _ = _kernels()
+    q, k, kb, rows = c.q, c.k, c.kb, c.rows
+    b, h, _, d = q.shape
     dummy = lse  # placeholder pointer for absent optional inputs (never read)
-    grid = (triton.cdiv(n_rows, cfg.lse_block_m), b * h)
-    extra = {} if interpret else {"num_warps": cfg.lse_warps, "num_stages": cfg.stages}
-    lse_kernel[grid](
+    grid = (triton.cdiv(c.n_rows, pc.block_m), b * h)
+    extra = {} if c.interpret else {"num_warps": pc.warps, "num_stages": pc.stages}
+    args = (
         q, k, kb if kb is not None else dummy, rows if rows is not None else dummy, lse,
         q.stride(0), q.stride(1), q.stride(2),
         k.stride(0), k.stride(1), k.stride(2),
         kb.stride(0) if kb is not None else 0, kb.stride(1) if kb is not None else 0,
         lse.stride(0), lse.stride(1),
-        h, n_rows, k.shape[-2], d, scale * LOG2E,
-        HAS_ROWS=rows is not None, HAS_BIAS=kb is not None, IEEE=q.dtype == torch.float32,
-        EVEN_D=_head_dim_block(d) == d, D=_head_dim_block(d), BLOCK_M=cfg.lse_block_m, BLOCK_N=cfg.lse_block_n,
-        **extra,
+        h, c.n_rows, k.shape[-2], d, scale * LOG2E,
     )  # fmt: skip
+    kwargs = dict(
+        HAS_ROWS=rows is not None, HAS_BIAS=kb is not None, IEEE=q.dtype == torch.float32,
+        EVEN_D=_head_dim_block(d) == d, UPCAST=_upcast(c), D=_head_dim_block(d), BLOCK_M=pc.block_m,
+        BLOCK_N=pc.block_n, **extra,
+    )  # fmt: skip
+    if warmup:
+        return lse_kernel.warmup(*args, grid=grid, **kwargs)
+    return lse_kernel[grid](*args, **kwargs)
+
+
+def _stats_buffers(c: _Call, pc: PassConfig, need_mass: bool, need_entropy: bool) -> tuple[Tensor | None, ...]:
+    b, h, _, _ = c.q.shape
+    nk = c.k.shape[-2]
+    n_blocks = triton.cdiv(nk, pc.block_n)
+    dev = c.q.device
+    col = torch.empty(b, h, nk, dtype=torch.float32, device=dev) if need_mass else None
+    ent = torch.empty(b * h, n_blocks, dtype=torch.float32, device=dev) if need_entropy else None
+    return col, ent
+
+
+def _launch_stats(
+    c: _Call, lse: Tensor, col: Tensor | None, ent: Tensor | None, scale: float, pc: PassConfig, warmup: bool = False
+) -> Any:
+    """Write the column sums into ``col`` (B, H, Nk) and the per-program entropy partials into ``ent``
+    (B * H, key blocks); either may be None (not computed). ``lse``: fp32, contiguous."""
+    _, stats_kernel = _kernels()
+    q, k, kb, rows = c.q, c.k, c.kb, c.rows
+    b, h, _, d = q.shape
+    nk = k.shape[-2]
+    dummy = lse
+    extra = {} if c.interpret else {"num_warps": pc.warps, "num_stages": pc.stages}
+    grid = (triton.cdiv(nk, pc.block_n), b * h)
+    args = (
+        q, k, kb if kb is not None else dummy, rows if rows is not None else dummy, lse,
+        col if col is not None else dummy, ent if ent is not None else dummy,
+        q.stride(0), q.stride(1), q.stride(2),
+        k.stride(0), k.stride(1), k.stride(2),
+        kb.stride(0) if kb is not None else 0, kb.stride(1) if kb is not None else 0,
+        lse.stride(0), lse.stride(1),
+        h, c.n_rows, nk, d, scale * LOG2E,
+    )  # fmt: skip
+    kwargs = dict(
+        HAS_ROWS=rows is not None, HAS_BIAS=kb is not None, IEEE=q.dtype == torch.float32,
+        NEED_COL=col is not None, NEED_ENT=ent is not None, EVEN_D=_head_dim_block(d) == d, UPCAST=_upcast(c),
+        D=_head_dim_block(d), BLOCK_M=pc.block_m, BLOCK_N=pc.block_n, **extra,
+    )  # fmt: skip
+    if warmup:
+        return stats_kernel.warmup(*args, grid=grid, **kwargs)
+    return stats_kernel[grid](*args, **kwargs)
+
+
+def _entropy_sum(c: _Call, lse: Tensor, ent: Tensor) -> Tensor:
+    b, h = c.q.shape[:2]
+    lse_rows = lse if c.rows is None else lse.index_select(2, c.rows.long())
+    return lse_rows.sum(-1) - ent.view(b, h, -1).sum(-1)
+
+
+def _row_lse(c: _Call, scale: float, pc: PassConfig) -> Tensor:
+    b, h, nq, _ = c.q.shape
+    lse = torch.empty(b, h, nq, dtype=torch.float32, device=c.q.device)
+    _launch_lse(c, lse, scale, pc)
     return lse
+
+
+def row_lse(q: Tensor, k: Tensor, *, scale: float, rows: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
+    """Row log-sum-exp (fp32, natural log) of scale * q k^T + bias, shape (B, H, Nq); only the
+    ``rows`` (unique indices; None: all) are written, the other entries are left unset."""
+    c = _prepare(q, k, rows, bias)
+    return _row_lse(c, scale, c.config().lse)
 
 
 def mass_entropy_sums(
@@ -310,39 +548,17 @@ def mass_entropy_sums(
     """
     if not (need_mass or need_entropy):
         return None, None
-    q, k, rows, kb, interpret, cfg = _prepare(q, k, rows, bias)
-    b, h, nq, d = q.shape
-    nk = k.shape[-2]
+    c = _prepare(q, k, rows, bias)
+    cfg = c.config()
+    b, h, nq, _ = c.q.shape
     if lse is None:
-        lse = row_lse(q, k, scale=scale, rows=rows, bias=bias)
+        lse = _row_lse(c, scale, cfg.lse)
     if lse.shape != (b, h, nq):
         raise ValueError(f"lse must be (B, H, Nq) = {(b, h, nq)}; got {tuple(lse.shape)}")
     lse = lse.float().contiguous()  # the CPU flash kernel returns it with strides of (B, Nq, H)
-    n_rows = nq if rows is None else int(rows.numel())
-    n_blocks = triton.cdiv(nk, cfg.stats_block_n)
-    col = torch.empty(b, h, nk, dtype=torch.float32, device=q.device) if need_mass else None
-    ent = torch.empty(b * h, n_blocks, dtype=torch.float32, device=q.device) if need_entropy else None
-    _, stats_kernel = _kernels()
-    dummy = lse
-    extra = {} if interpret else {"num_warps": cfg.stats_warps, "num_stages": cfg.stages}
-    stats_kernel[(n_blocks, b * h)](
-        q, k, kb if kb is not None else dummy, rows if rows is not None else dummy, lse,
-        col if col is not None else dummy, ent if ent is not None else dummy,
-        q.stride(0), q.stride(1), q.stride(2),
-        k.stride(0), k.stride(1), k.stride(2),
-        kb.stride(0) if kb is not None else 0, kb.stride(1) if kb is not None else 0,
-        lse.stride(0), lse.stride(1),
-        h, n_rows, nk, d, scale * LOG2E,
-        HAS_ROWS=rows is not None, HAS_BIAS=kb is not None, IEEE=q.dtype == torch.float32,
-        NEED_COL=need_mass, NEED_ENT=need_entropy, EVEN_D=_head_dim_block(d) == d,
-        D=_head_dim_block(d), BLOCK_M=cfg.stats_block_m, BLOCK_N=cfg.stats_block_n,
-        **extra,
-    )  # fmt: skip
-    ent_sum = None
-    if ent is not None:
-        lse_rows = lse if rows is None else lse.index_select(2, rows.long())
-        ent_sum = lse_rows.sum(-1) - ent.view(b, h, n_blocks).sum(-1)
-    return col, ent_sum
+    col, ent = _stats_buffers(c, cfg.stats, need_mass, need_entropy)
+    _launch_stats(c, lse, col, ent, scale, cfg.stats)
+    return col, (_entropy_sum(c, lse, ent) if ent is not None else None)
 
 
 def flops_per_pass(b: int, h: int, nq: int, nk: int, d: int) -> float:
@@ -350,13 +566,267 @@ def flops_per_pass(b: int, h: int, nq: int, nk: int, d: int) -> float:
     return 2.0 * b * h * nq * nk * d
 
 
+# --- tuning --------------------------------------------------------------------------------------
+SMEM_BUDGET = 160 * 1024
+"""Shared memory a candidate may plan for (H100/H200: 227 KiB per block; Triton adds its own)."""
+
+
+def candidates(kernel: str, *, head_dim: int = 64, dtype: torch.dtype = torch.bfloat16) -> list[PassConfig]:
+    """The launch shapes ``tune`` tries for ``kernel`` ("stats" or "lse"), pruned of the obviously
+    poor or invalid: tiles of fewer than 16 logits per thread (idle warps) and pipelines whose
+    operand buffers (the resident tile plus ``stages`` streamed tiles) exceed ``SMEM_BUDGET``."""
+    if kernel == "stats":
+        shapes = [(bm, bn) for bn in (64, 128) for bm in (32, 64, 128)]
+    elif kernel == "lse":
+        shapes = [(bm, bn) for bm in (64, 128) for bn in (32, 64, 128)]
+    else:
+        raise ValueError(f"kernel must be 'stats' or 'lse', not {kernel!r}")
+    row_bytes = _head_dim_block(head_dim) * torch.empty((), dtype=dtype).element_size()
+    out = []
+    for bm, bn in shapes:
+        resident, streamed = (bn, bm) if kernel == "stats" else (bm, bn)
+        for warps in (4, 8):
+            for stages in (2, 3, 4):
+                if bm * bn < 16 * 32 * warps or (resident + stages * streamed) * row_bytes > SMEM_BUDGET:
+                    continue
+                out.append(PassConfig(bm, bn, warps, stages))
+    return out
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One candidate's time per launch (ms: the median of 3 rounds of ``reps`` back-to-back launches;
+    inf where it failed to compile or run, or disagreed with the reference configuration)."""
+
+    kernel: str
+    config: PassConfig
+    ms: float
+    registers: int | None = None
+    spills: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TuneReport:
+    """Every candidate's timing for one call shape, and the fastest pair."""
+
+    key: ConfigKey
+    timings: tuple[Timing, ...]
+    best: LaunchConfig
+    device: str
+
+    def markdown(self) -> str:
+        dtype, b, h, nq, nk, d, n_rows = self.key
+        lines = [f"B={b} H={h} Nq={nq} Nk={nk} D={d} {dtype}, {n_rows} query rows ({self.device})", ""]
+        for kernel, chosen in (("stats", self.best.stats), ("lse", self.best.lse)):
+            lines += [f"{kernel} pass", "", "| config | ms | registers | spills | note |", "|---|---:|---:|---:|---|"]
+            rows = sorted((t for t in self.timings if t.kernel == kernel), key=lambda t: t.ms)
+            for t in rows:
+                label = f"**{t.config.label()}**" if t.config == chosen else t.config.label()
+                ms = f"{t.ms:.4f}" if math.isfinite(t.ms) else "-"
+                regs = "" if t.registers is None else str(t.registers)
+                spills = "" if t.spills is None else str(t.spills)
+                note = "chosen" if t.config == chosen else (t.error or "").replace("|", "/").replace("\n", " ")[:120]
+                lines.append(f"| {label} | {ms} | {regs} | {spills} | {note} |")
+            lines.append("")
+        lines.append(f"chosen: stats {self.best.stats.label()}, lse {self.best.lse.label()}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {
+            "key": list(self.key),
+            "device": self.device,
+            "best": {"stats": self.best.stats._asdict(), "lse": self.best.lse._asdict()},
+            "timings": [
+                {"kernel": t.kernel, **t.config._asdict(), "ms": t.ms if math.isfinite(t.ms) else None,
+                 "registers": t.registers, "spills": t.spills, "error": t.error}
+                for t in self.timings
+            ],
+        }  # fmt: skip
+
+
+def _timer(device: torch.device) -> Callable[[Callable[[], object], int], float]:
+    def time_ms(fn: Callable[[], object], reps: int) -> float:
+        rounds = []
+        for _ in range(3):
+            if device.type == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                for _ in range(reps):
+                    fn()
+                end.record()
+                end.synchronize()
+                rounds.append(start.elapsed_time(end) / reps)
+            else:
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    fn()
+                rounds.append((time.perf_counter() - t0) * 1e3 / reps)
+        return statistics.median(rounds)
+
+    return time_ms
+
+
+def _precompile(jobs: Mapping[str, list[Callable[[], object]]], device: torch.device) -> None:
+    """Compile the candidates (``jobs``: per kernel, launches with ``warmup=True``) in parallel threads:
+    Triton's compiler releases the GIL for most of its work (on 2 cores, 2 threads compile a dozen of
+    these kernels in half the time). Best effort and public API only: a candidate that fails to
+    compile here is left out of the JIT cache, compiles again when it is timed, and is recorded then."""
+
+    def job_on_device(job: Callable[[], object]) -> None:
+        with torch.cuda.device(device), contextlib.suppress(Exception):  # threads start on device 0
+            job()
+
+    rest = []
+    for kernel_jobs in jobs.values():
+        if kernel_jobs:
+            job_on_device(kernel_jobs[0])  # alone: it creates the kernel's per-device JIT caches
+            rest += kernel_jobs[1:]
+    with ThreadPoolExecutor(max(1, min(16, os.cpu_count() or 1))) as pool:
+        list(pool.map(job_on_device, rest))
+
+
+def _kernel_info(ck: Any) -> tuple[int | None, int | None]:
+    try:
+        return getattr(ck, "n_regs", None), getattr(ck, "n_spills", None)
+    except Exception:
+        return None, None
+
+
+def tune_report(
+    q: Tensor,
+    k: Tensor,
+    *,
+    rows: Tensor | None = None,
+    configs: Mapping[str, Iterable[PassConfig | tuple[int, int, int, int]]] | None = None,
+    reps: int = 20,
+    scale: float | None = None,
+    bias: Tensor | None = None,
+    install: bool = False,
+) -> TuneReport:
+    """Time each kernel's candidates (``configs``: {"stats": [...], "lse": [...]}, each kernel
+    ``candidates()`` where absent) on these inputs and return every timing and the fastest pair.
+
+    Each candidate's output is compared with the current configuration's (column sums, entropy
+    partials summed, log-sum-exp); one that disagrees counts as failed. The stats pass is timed given
+    the log-sum-exp (the one-pass case). ``install``: ``set_gpu_config(best, config_key(q, k, rows))``.
+    Meant for CUDA; under the interpreter it runs (wall-clock times, meaningless) so tests cover it.
+    Synchronises with the device, of course: call it once per shape, outside timed code.
+    """
+    c = _prepare(q, k, rows, bias)
+    if reps < 1:
+        raise ValueError(f"reps must be >= 1, got {reps}")
+    scale = c.q.shape[-1] ** -0.5 if scale is None else scale
+    cand = {name: candidates(name, head_dim=c.q.shape[-1], dtype=c.q.dtype) for name in ("stats", "lse")}
+    for name, cfgs in (configs or {}).items():
+        if name not in cand:
+            raise ValueError(f"configs takes 'stats' and 'lse' lists, not {name!r}")
+        cand[name] = [PassConfig(*x) for x in cfgs]
+    device = c.q.device
+    guard = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+    with guard:
+        base = c.config()
+        lse_ref = _row_lse(c, scale, base.lse)
+        col_ref, ent_ref = _stats_buffers(c, base.stats, True, True)
+        _launch_stats(c, lse_ref, col_ref, ent_ref, scale, base.stats)
+        ent_ref = ent_ref.sum(-1)
+        rows_idx = torch.arange(c.q.shape[2], device=device) if c.rows is None else c.rows.long()
+        lse_ref_rows = lse_ref.index_select(2, rows_idx)
+
+        lse_out = torch.empty_like(lse_ref)
+        bufs = {pc: _stats_buffers(c, pc, True, True) for pc in cand["stats"]}
+        if not c.interpret:
+            jobs = {
+                "lse": [functools.partial(_launch_lse, c, lse_out, scale, pc, True) for pc in cand["lse"]],
+                "stats": [
+                    functools.partial(_launch_stats, c, lse_ref, *bufs[pc], scale, pc, True) for pc in cand["stats"]
+                ],
+            }
+            _precompile(jobs, device)
+
+        time_ms = _timer(device)
+        timings: list[Timing] = []
+
+        def run(
+            kernel: str,
+            pc: PassConfig,
+            outs: tuple[Tensor, ...],
+            launch: Callable[[], Any],
+            check: Callable[[], str | None],
+        ) -> None:
+            try:
+                for out in outs:  # NaN until written: a candidate that writes nothing fails its check
+                    out.fill_(math.nan)
+                ck = launch()  # compiles here where the parallel pre-compilation did not
+                regs, spills = _kernel_info(ck)
+                error = check()
+                ms = math.inf if error else time_ms(launch, reps)
+            except Exception as exc:  # a candidate that does not compile or launch: record, go on
+                regs, spills, error, ms = None, None, f"{type(exc).__name__}: {exc}"[:500], math.inf
+            timings.append(Timing(kernel, pc, ms, regs, spills, error))
+
+        def close(name: str, got: Tensor, want: Tensor) -> str | None:
+            ok = torch.allclose(got, want, rtol=1e-4, atol=1e-5)
+            return None if ok else f"{name} differs from the reference configuration's"
+
+        for pc in cand["lse"]:
+            run("lse", pc, (lse_out,), functools.partial(_launch_lse, c, lse_out, scale, pc),
+                lambda: close("lse", lse_out.index_select(2, rows_idx), lse_ref_rows))  # fmt: skip
+        for pc in cand["stats"]:
+            col, ent = bufs[pc]
+
+            def check(col: Tensor = col, ent: Tensor = ent) -> str | None:
+                return close("column sums", col, col_ref) or close("entropy", ent.sum(-1), ent_ref)
+
+            run("stats", pc, (col, ent), functools.partial(_launch_stats, c, lse_ref, col, ent, scale, pc), check)
+
+    best = {}
+    for kernel in ("stats", "lse"):
+        ok = [t for t in timings if t.kernel == kernel and math.isfinite(t.ms)]
+        if not ok:
+            errors = "; ".join(f"{t.config.label()}: {t.error}" for t in timings if t.kernel == kernel)[:2000]
+            raise RuntimeError(f"no {kernel} candidate ran: {errors}")
+        best[kernel] = min(ok, key=lambda t: t.ms).config
+    cfg = LaunchConfig.from_passes(best["stats"], best["lse"])
+    if install:
+        set_gpu_config(cfg, c.key)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu, Triton interpreter"
+    return TuneReport(c.key, tuple(timings), cfg, name)
+
+
+def tune(
+    q: Tensor,
+    k: Tensor,
+    *,
+    rows: Tensor | None = None,
+    configs: Mapping[str, Iterable[PassConfig | tuple[int, int, int, int]]] | None = None,
+    reps: int = 20,
+    scale: float | None = None,
+    bias: Tensor | None = None,
+    install: bool = False,
+) -> LaunchConfig:
+    """The fastest launch configuration for calls shaped like these inputs (``tune_report``'s best)."""
+    return tune_report(q, k, rows=rows, configs=configs, reps=reps, scale=scale, bias=bias, install=install).best
+
+
 __all__ = [
     "GPU_CONFIG",
     "INTERPRETER_CONFIG",
+    "ConfigKey",
     "LaunchConfig",
+    "PassConfig",
+    "TuneReport",
+    "Timing",
     "available",
+    "candidates",
+    "config_key",
+    "current_config",
     "flops_per_pass",
+    "gpu_config",
     "mass_entropy_sums",
     "per_key_bias",
     "row_lse",
+    "set_gpu_config",
+    "tune",
+    "tune_report",
 ]
