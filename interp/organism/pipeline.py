@@ -34,7 +34,7 @@ from transformers import PreTrainedTokenizerFast, T5EncoderModel
 
 from interp.organism.text import MAX_LENGTH, encode, tokenize
 
-DEFAULT_GUIDANCE_SCALE = 6.0  # the best of 2, 3, 4, 6 on selection seeds (docs/organism.md)
+DEFAULT_GUIDANCE_SCALE = 4.0  # the best of 2, 3, 4, 6 on selection seeds (docs/organism.md)
 DEFAULT_STEPS = 20
 
 
