@@ -4,7 +4,7 @@ What runs
 ---------
 SD3-medium's attention at 1024 px: B = 2 (CFG), H = 24 heads of D = 64, N = 4096 image + 333 text =
 4429 tokens, bf16, q and k in the layout SD3's processor hands to SDPA ((B, N, H, D) transposed to
-(B, H, N, D), strided). Two call shapes are tuned, each with ``triton_stats.tune_report``:
+(B, H, N, D), strided). Two call shapes are tuned, each with ``triton_tuning.tune_report``:
 
 - ``image rows``: the 4096 image-token query rows against all 4429 keys (a gathered row subset: what
   the observer computes for the image stream);
@@ -13,7 +13,7 @@ SD3-medium's attention at 1024 px: B = 2 (CFG), H = 24 heads of D = 64, N = 4096
 Before any timing the kernels (the current configuration, then the chosen one) are checked against
 a torch fp32 reference (TF32 off) on a two-head slice of the same tensors, with and without a
 per-key -inf bias, for both row sets; a failed check stops the run before anything is timed. Then,
-for each shape, every candidate of ``triton_stats.candidates()`` is compiled (in parallel threads),
+for each shape, every candidate of ``triton_tuning.candidates()`` is compiled (in parallel threads),
 checked against the current configuration's output and timed with CUDA events (median of 3 rounds
 of ``--reps`` back-to-back launches), the stats pass given the log-sum-exp and the LSE pass
 separately. Public SDPA on the same q, k (and a v) is timed for scale. Printed and written to
@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -107,24 +106,11 @@ def check(ts, q: torch.Tensor, k: torch.Tensor, scale: float, n_img: int, label:
 
 
 def time_ms(fn: Callable[[], object], device: str, reps: int = 20) -> float:
-    """Median over 3 rounds of the mean time of ``reps`` back-to-back calls (CUDA events on CUDA)."""
+    """Median over 3 rounds of the mean time of ``reps`` back-to-back calls, after one warm-up call."""
+    from interp.kernels.triton_tuning import timer
+
     fn()
-    rounds = []
-    for _ in range(3):
-        if device == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(reps):
-                fn()
-            end.record()
-            end.synchronize()
-            rounds.append(start.elapsed_time(end) / reps)
-        else:
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                fn()
-            rounds.append((time.perf_counter() - t0) * 1e3 / reps)
-    return statistics.median(rounds)
+    return timer(torch.device(device))(fn, reps)
 
 
 def markdown(results: dict) -> str:
@@ -175,6 +161,7 @@ def main() -> int:
     import triton
 
     from interp.kernels import triton_stats as ts
+    from interp.kernels import triton_tuning
 
     dev = args.device
     shape = SD3 if dev == "cuda" else SMOKE
@@ -215,7 +202,7 @@ def main() -> int:
             name = name.split(" (")[0]
         t0 = time.perf_counter()
         try:
-            report = ts.tune_report(q, k, rows=rows, configs=configs, reps=reps, scale=scale)
+            report = triton_tuning.tune_report(q, k, rows=rows, configs=configs, reps=reps, scale=scale)
         except Exception as exc:  # no candidate ran: record, go on with the other shape
             results["errors"][name] = repr(exc)[:2000]
             save()

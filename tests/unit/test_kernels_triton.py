@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from interp.kernels import gpu, triton_stats
+from interp.kernels import gpu, triton_stats, triton_tuning
 from interp.kernels.reference import StatRequest, attention_stats
 from interp.kernels.triton_stats import LaunchConfig, PassConfig
 
@@ -89,16 +89,16 @@ def test_launch_config_precedence_and_compatibility():
 
 
 def test_tune_candidates_are_pruned():
-    stats, lse = triton_stats.candidates("stats"), triton_stats.candidates("lse")
+    stats, lse = triton_tuning.candidates("stats"), triton_tuning.candidates("lse")
     for cands in (stats, lse):
         assert len(set(cands)) == len(cands) == 33  # 36 less the 3 stage counts of 64 x 32 with 8 warps
         assert all(c.block_m * c.block_n >= 512 * c.warps for c in cands)
     assert PassConfig(64, 128, 4, 3) in stats and PassConfig(32, 64, 8, 3) not in stats
     assert PassConfig(128, 64, 4, 3) in lse and PassConfig(64, 32, 8, 2) not in lse
-    big = triton_stats.candidates("lse", head_dim=128, dtype=torch.float32)  # 128 x 128 fp32 tiles: too much smem
+    big = triton_tuning.candidates("lse", head_dim=128, dtype=torch.float32)  # 128 x 128 fp32 tiles: too much smem
     assert PassConfig(128, 128, 4, 4) not in big and PassConfig(64, 32, 4, 2) in big
     with pytest.raises(ValueError, match="stats"):
-        triton_stats.candidates("flash")
+        triton_tuning.candidates("flash")
 
 
 if not INTERPRETED:
@@ -272,7 +272,7 @@ else:
         key = triton_stats.config_key(q, k, rows)
         configs = {"stats": [(16, 16, 1, 1), (32, 32, 1, 1), (24, 16, 1, 1)], "lse": [PassConfig(16, 32, 1, 1)]}
         try:
-            report = triton_stats.tune_report(q, k, rows=rows, configs=configs, reps=1, scale=0.3, install=True)
+            report = triton_tuning.tune_report(q, k, rows=rows, configs=configs, reps=1, scale=0.3, install=True)
             assert triton_stats.current_config(q, k, rows) == report.best
             assert triton_stats.current_config(q, k) == triton_stats.INTERPRETER_CONFIG
         finally:
@@ -287,4 +287,4 @@ else:
         assert "chosen" in report.markdown() and "M24 N16" in report.markdown()
         json.dumps(report.to_json())
         with pytest.raises(ValueError, match="configs"):
-            triton_stats.tune(q, k, configs={"flash": []})
+            triton_tuning.tune(q, k, configs={"flash": []})
