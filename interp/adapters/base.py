@@ -174,8 +174,25 @@ class Adapter:
         """Named groups of site paths; every adapter has ``all``."""
         return {"all": [s.path for s in sites]}
 
+    sample_arg: tuple[str, int] = ("hidden_states", 0)  # the denoiser's latent argument: keyword, position
+    timestep_arg: tuple[str, int] = ("timestep", 2)  # its timestep argument: keyword, position
+
+    @staticmethod
+    def argument(args: tuple, kwargs: dict[str, Any], spec: tuple[str, int]) -> Any:
+        """The denoiser argument ``spec`` = (keyword, position), passed either way."""
+        name, pos = spec
+        return kwargs[name] if name in kwargs else args[pos]
+
+    def read_timestep(self, args: tuple, kwargs: dict[str, Any]) -> float:
+        """The call's timestep (first batch row; every row shares it)."""
+        timestep = self.argument(args, kwargs, self.timestep_arg)
+        return float(timestep.reshape(-1)[0] if torch.is_tensor(timestep) else timestep)
+
     def read_call(self, args: tuple, kwargs: dict[str, Any]) -> DenoiserCall:
-        raise NotImplementedError
+        """Timestep, batch size and latent (height, width) of a denoiser call on a (B, C, H, W) latent."""
+        sample = self.argument(args, kwargs, self.sample_arg)
+        return DenoiserCall(self.read_timestep(args, kwargs), int(sample.shape[0]),
+                            (int(sample.shape[-2]), int(sample.shape[-1])))  # fmt: skip
 
     def branches(self, batch: int, call: int, cfg: bool) -> list[str]:
         """CFG branch of each batch row of a denoiser call ([uncond, cond] halves under CFG)."""

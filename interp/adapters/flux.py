@@ -58,6 +58,7 @@ class FluxAdapter(Adapter):
     pipeline_classes = ("FluxPipeline",)
     denoiser_attr = "transformer"
     timestep_scale = 1000.0
+    timestep_arg = ("timestep", 3)
 
     def __init__(self) -> None:
         # Per-call facts the layout and the output split need, read in ``read_call`` without a host
@@ -88,14 +89,12 @@ class FluxAdapter(Adapter):
         return {k: v for k, v in groups.items() if v}
 
     def read_call(self, args: tuple, kwargs: dict[str, Any]) -> DenoiserCall:
-        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        hidden = self.argument(args, kwargs, self.sample_arg)
         enc = kwargs.get("encoder_hidden_states")
-        timestep = kwargs["timestep"] if "timestep" in kwargs else args[3]
-        t = timestep.reshape(-1)[0] if torch.is_tensor(timestep) else timestep
         self._img_ids = kwargs.get("img_ids")
         self._n_text = int(enc.shape[1]) if enc is not None else None
         # latent_hw: the packed sequence (image tokens, 1); the 2-D grid comes from img_ids
-        return DenoiserCall(float(t), int(hidden.shape[0]), (int(hidden.shape[1]), 1))
+        return DenoiserCall(self.read_timestep(args, kwargs), int(hidden.shape[0]), (int(hidden.shape[1]), 1))
 
     def branches(self, batch: int, call: int, cfg: bool) -> list[str]:
         if call == 0:

@@ -78,6 +78,7 @@ class PixArtAdapter(Adapter):
     name = "pixart"
     pipeline_classes = ("PixArtSigmaPipeline", "PixArtAlphaPipeline")
     denoiser_attr = "transformer"
+    timestep_arg = ("timestep", 3)
 
     def sites(self, pipe: Any) -> list[SiteInfo]:
         out = []
@@ -94,12 +95,6 @@ class PixArtAdapter(Adapter):
         groups["self"] = [s.path for s in sites if s.kind == "self"]
         groups["cross"] = [s.path for s in sites if s.kind == "cross"]
         return {k: v for k, v in groups.items() if v}
-
-    def read_call(self, args: tuple, kwargs: dict[str, Any]) -> DenoiserCall:
-        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
-        timestep = kwargs["timestep"] if "timestep" in kwargs else args[3]
-        t = timestep.reshape(-1)[0] if torch.is_tensor(timestep) else timestep
-        return DenoiserCall(float(t), int(hidden.shape[0]), (int(hidden.shape[-2]), int(hidden.shape[-1])))
 
     def uses_cfg(self, pipe: Any) -> bool:
         return True  # see the module docstring: an even batch of one prompt is a CFG batch

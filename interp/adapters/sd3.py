@@ -69,12 +69,6 @@ class SD3Adapter(Adapter):
                 out.append(SiteInfo(f"transformer_blocks.{i}.attn2", i, "self", False, "image", "image"))
         return out
 
-    def read_call(self, args: tuple, kwargs: dict[str, Any]) -> DenoiserCall:
-        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
-        timestep = kwargs["timestep"] if "timestep" in kwargs else args[2]
-        t = timestep.reshape(-1)[0] if torch.is_tensor(timestep) else timestep
-        return DenoiserCall(float(t), int(hidden.shape[0]), (int(hidden.shape[-2]), int(hidden.shape[-1])))
-
     def grid(self, pipe: Any, call: DenoiserCall) -> tuple[int, int]:
         p = pipe.transformer.config.patch_size
         return call.latent_hw[0] // p, call.latent_hw[1] // p

@@ -95,6 +95,8 @@ class SDXLAdapter(Adapter):
     name = "sdxl"
     pipeline_classes = ("StableDiffusionXLPipeline",)
     denoiser_attr = "unet"
+    sample_arg = ("sample", 0)
+    timestep_arg = ("timestep", 1)
 
     def sites(self, pipe: Any) -> list[SiteInfo]:
         out = []
@@ -116,12 +118,6 @@ class SDXLAdapter(Adapter):
         groups["self"] = [s.path for s in sites if s.kind == "self"]
         groups["cross"] = [s.path for s in sites if s.kind == "cross"]
         return {k: v for k, v in groups.items() if v}
-
-    def read_call(self, args: tuple, kwargs: dict[str, Any]) -> DenoiserCall:
-        sample = kwargs["sample"] if "sample" in kwargs else args[0]
-        timestep = kwargs["timestep"] if "timestep" in kwargs else args[1]
-        t = timestep.reshape(-1)[0] if torch.is_tensor(timestep) else timestep
-        return DenoiserCall(float(t), int(sample.shape[0]), (int(sample.shape[-2]), int(sample.shape[-1])))
 
     def layout(
         self,
