@@ -43,7 +43,7 @@ class StepClock:
 
     def pre_hook(self, module: Any, args: tuple, kwargs: dict[str, Any]) -> None:
         call = self.adapter.read_call(args, kwargs)
-        table = self._table()
+        table = self._host(self.pipe.scheduler.timesteps, "timesteps")
         self.n_steps = len(table)
         t = call.timestep * self.adapter.timestep_scale
         close = np.flatnonzero(np.isclose(table, t, rtol=1e-6, atol=1e-4 * max(1.0, abs(t))))
@@ -63,12 +63,6 @@ class StepClock:
         self.timesteps[step] = float(table[step])
         sigmas = self._host(getattr(self.pipe.scheduler, "sigmas", None), "sigmas")
         self.sigmas[step] = float(sigmas[step]) if sigmas is not None and len(sigmas) > step else float("nan")
-
-    def _table(self) -> np.ndarray:
-        """``scheduler.timesteps`` on the host (see ``_host``)."""
-        table = self._host(self.pipe.scheduler.timesteps, "timesteps")
-        assert table is not None
-        return table
 
     def _host(self, values: Any, name: str) -> np.ndarray | None:
         """A scheduler table on the host, copied again only when the scheduler's tensor changed (another

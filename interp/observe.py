@@ -28,6 +28,7 @@ from torch import Tensor
 from interp.adapters.base import IMAGE, STREAMS, TEXT, Adapter, SiteInfo, TokenLayout
 from interp.clock import StepClock
 from interp.edits.runtime import EditResult, apply_edits
+from interp.edits.select import candidates_of
 from interp.edits.spec import Edit, in_window
 from interp.kernels.lse_path import compute_stats
 from interp.kernels.reference import StatRequest, activation_norms, attention_map, mask_to_bias
@@ -155,6 +156,7 @@ class Observer:
         self.layouts: dict[tuple[str, str], TokenLayout] = {}
         self._rows: dict[tuple[str, str, str], Tensor] = {}
         self._streams: dict[tuple[str, str], dict[str, Tensor]] = {}  # built once: no host sync per call
+        self._candidates: dict[tuple, Tensor] = {}  # edit selectors' candidate keys, built once likewise
         self.site_shapes: dict[str, tuple[int, int]] = {}
         self.map_index: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
         self.captured: dict[tuple[str, int, int], dict[str, Any]] = {}  # (site, step, call) -> v, out
@@ -189,6 +191,16 @@ class Observer:
                 raise PlanError(f"site {site.path} has no {queries!r} query rows")
             self._rows[key] = torch.as_tensor(rows, device=device)
         return self._rows[key]
+
+    def candidate_mask(self, name: str, branches: list[str], modality: str | None, device: torch.device) -> Tensor:
+        """(B, Nk) bool keys an edit selector may choose per batch row (``edits.select.candidates_of``),
+        built once per (layout, branches, modality) for the trace: rebuilding it would copy it from
+        the host at every step, and a pageable host-to-device copy synchronises with the device."""
+        key = (name, tuple(branches), modality, str(device))
+        if key not in self._candidates:
+            lays = [self.layouts[(name, br)] for br in branches]
+            self._candidates[key] = candidates_of(lays, modality).to(device)
+        return self._candidates[key]
 
     def map_selection(self, site: SiteInfo, rec: Record, call: SDPACall) -> tuple[Tensor, Tensor, Tensor]:
         """Heads, query rows and key columns of a ``maps`` record at this site (kept for the store)."""
@@ -315,7 +327,7 @@ class Observer:
                     request=sreq,
                     bias=bias,
                     kernel=kernel,
-                    lse=self._known_lse(lse, edited, mask_bias),
+                    lse=lse if edited is None else edited.lse,  # a kernel's own, for these very logits
                     bias_rows=bias_rows,
                 )
             if "capture" in rec.stats and out is not None and "after" in wanted:
@@ -343,16 +355,6 @@ class Observer:
                 suffix = "" if view == "after" else "_before"
                 for var, val in results.items():
                     self.buffer.add(var + suffix, step, ccall, req.index, br, val)
-
-    @staticmethod
-    def _known_lse(lse: Tensor | None, edited: EditResult | None, mask_bias: Tensor | None) -> Tensor | None:
-        """The row log-sum-exp of the logits a record measures, when a kernel already returned it: the
-        unedited forward's, or the edited kernel's (whole-scope edits; it saw the same rounded bias)."""
-        if mask_bias is not None:
-            return None
-        if edited is None:
-            return lse
-        return edited.lse if edited.row_mask is None else None
 
     def on_output(self, path: str, output: Any) -> None:
         req = self.requests[path]

@@ -52,7 +52,9 @@ class EditResult:
     key_bias: Tensor | None  # (B, H, Nk), fp32, as the kernel applied it (rounded to the call's dtype)
     row_mask: Tensor | None  # (Nq,) bool: rows the bias applies to (None: all)
     changed: bool
-    lse: Tensor | None = None  # (B, H, Nq) row log-sum-exp of the edited logits, when the kernel gave it
+    # (B, H, Nq) row log-sum-exp of the edited logits, when the kernel gave it: only for whole-scope edits
+    # of calls without a mask, so it always belongs to exactly the logits ``key_bias`` describes
+    lse: Tensor | None = None
 
 
 def _member(keys: Tensor, n_keys: int) -> Tensor:
@@ -137,6 +139,7 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
     for ei, e in active:
         sel = e.selector
         mass = unedited_mass(sel.by) if sel.kind in ("topk", "bottomk", "random") else None
+        cand = obs.candidate_mask(site.key_layout, branches, sel.modality, dev) if mass is not None else None
         replayed = None
         if sel.kind == "replay":
             replayed = obs.replay[ei].lookup(site.path, clock.step, clock.call, branches).to(dev)
@@ -147,6 +150,7 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
             n_heads=h,
             seed_parts=(obs.seed, clock.step, clock.call, req.index, ei),
             replayed=replayed,
+            candidate_mask=cand,
         )
         keys = torch.where(pairs[..., None], keys, torch.full_like(keys, -1))
         member = _member(keys, nk)
@@ -259,7 +263,7 @@ def _verify(
         request=StatRequest(mass_full=True, entropy=True),
         bias=bias,
         kernel="reference" if obs.kernel == "reference" else "auto",
-        lse=lse if mask_bias is None else None,
+        lse=lse,
     )
     nan = float("nan")  # a Python scalar: torch.where takes it without a host-to-device copy
     br = obs.branch_index()

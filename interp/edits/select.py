@@ -38,6 +38,11 @@ def token_class(layout: TokenLayout) -> np.ndarray:
     return np.where(layout.is_bos | layout.is_eos, 3, cls)
 
 
+def candidates_of(layouts: Sequence[TokenLayout], modality: str | None) -> Tensor:
+    """(B, Nk) bool candidate keys of each batch row's layout, on the CPU."""
+    return torch.as_tensor(np.stack([candidates(lay, modality) for lay in layouts]))
+
+
 def candidates(layout: TokenLayout, modality: str | None) -> np.ndarray:
     keep = np.asarray(layout.valid, bool).copy()
     if modality is not None:
@@ -111,8 +116,12 @@ def choose_keys(
     n_heads: int,
     seed_parts: Sequence[int],
     replayed: Tensor | None = None,
+    candidate_mask: Tensor | None = None,
 ) -> Tensor:
-    """Edited key indices (B, H, K), -1 padded. ``layouts[b]`` is the token layout of batch row b."""
+    """Edited key indices (B, H, K), -1 padded. ``layouts[b]`` is the token layout of batch row b.
+
+    ``candidate_mask``: ``candidates_of(layouts, sel.modality)`` on the mass's device, if the caller
+    keeps it (the observer does, per trace: building it copies from the host, which synchronises)."""
     b_rows = len(layouts)
     device = mass.device if mass is not None else torch.device("cpu")
     if sel.kind == "none" or (sel.kind != "keys" and sel.k == 0):
@@ -127,30 +136,10 @@ def choose_keys(
     if sel.kind == "replay":
         assert replayed is not None
         return replayed[..., : sel.k].to(device=device, dtype=torch.long)
-    cand = candidate_mask(layouts, sel.modality, device)
+    cand = candidate_mask if candidate_mask is not None else candidates_of(layouts, sel.modality).to(device)
     if sel.kind in ("topk", "bottomk"):
         return _ranked(mass, cand, sel.k, sel.kind == "topk", sel.select)
     return _random(sel, mass, cand, layouts, n_heads, seed_parts)
-
-
-_CANDIDATES: dict[tuple, tuple[tuple[TokenLayout, ...], Tensor]] = {}
-
-
-def candidate_mask(layouts: Sequence[TokenLayout], modality: str | None, device: torch.device) -> Tensor:
-    """(B, Nk) bool candidate keys per batch row, on ``device``, built once per (layouts, modality).
-
-    A trace keeps its layouts for its whole run, so after the first call of each site this is a
-    dictionary lookup: building the mask again would copy it from the host at every step and
-    synchronise the device (a pageable host-to-device copy waits for the stream)."""
-    key = (tuple(id(lay) for lay in layouts), modality, str(device))
-    hit = _CANDIDATES.get(key)
-    if hit is not None and all(a is b for a, b in zip(hit[0], layouts, strict=True)):
-        return hit[1]
-    if len(_CANDIDATES) >= 256:
-        _CANDIDATES.clear()
-    mask = torch.as_tensor(np.stack([candidates(lay, modality) for lay in layouts]), device=device)
-    _CANDIDATES[key] = (tuple(layouts), mask)
-    return mask
 
 
 def _random(

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from interp.kernels.gpu import cudnn_with_lse
+
 
 def rounded_bias(key_bias: Tensor, dtype: torch.dtype) -> Tensor:
     """The per-key bias as the kernel applies it: rounded to the attention's dtype, back in fp32."""
@@ -61,14 +63,12 @@ def _cudnn_with_lse(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor, scale: fl
     key = (q.shape, k.shape, v.shape, q.stride(), k.stride(), v.stride(), q.dtype, q.device, scale)
     if not _CUDNN_OK.get(key, True):
         return None
-    bias = _padded_bias(key_bias, q.shape[-2], q.dtype)
     try:
-        res = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, bias, True, 0.0, False, False, scale=scale)
+        out, lse = cudnn_with_lse(q, k, v, scale=scale, attn_bias=_padded_bias(key_bias, q.shape[-2], q.dtype))
     except RuntimeError:
         _CUDNN_OK[key] = False
         return None
-    out, lse = res[0], res[1]
-    lse = (lse.reshape(lse.shape[:3]) if lse.ndim == 4 else lse).float()
+    lse = lse.float()
     if key not in _CUDNN_OK:
         ref = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias[:, :, None, :].to(q.dtype), scale=scale)
         close = torch.allclose(out.float(), ref.float(), rtol=2e-2, atol=2e-2) and bool(torch.isfinite(lse).all())

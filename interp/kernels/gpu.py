@@ -263,10 +263,19 @@ def _with_lse_op(q: Tensor, k: Tensor, v: Tensor, choice: int, scale: float | No
         res = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True, 0.0, False, scale=scale)
         return res[0], res[1][..., : q.shape[-2]]
     if choice == SDPBackend.CUDNN_ATTENTION.value:
-        res = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True, 0.0, False, False, scale=scale)
-        lse = res[1]
-        return res[0], lse.reshape(lse.shape[:3]) if lse.ndim == 4 else lse
+        return cudnn_with_lse(q, k, v, scale=scale)
     return None
+
+
+def cudnn_with_lse(
+    q: Tensor, k: Tensor, v: Tensor, *, scale: float | None, attn_bias: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """cuDNN's attention op (the one public SDPA calls on Hopper), asked for its row log-sum-exp
+    (B, H, Nq; cuDNN returns it with a trailing unit dimension). ``attn_bias``: an additive mask the
+    op accepts as is (16-aligned last dimension). Raises ``RuntimeError`` where cuDNN refuses."""
+    res = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, attn_bias, True, 0.0, False, False, scale=scale)
+    lse = res[1]
+    return res[0], lse.reshape(lse.shape[:3]) if lse.ndim == 4 else lse
 
 
 def sdpa_with_lse(
@@ -316,6 +325,7 @@ __all__ = [
     "BACKENDS",
     "DEFAULT_OPTIONS",
     "GPUOptions",
+    "cudnn_with_lse",
     "current_options",
     "gpu_stats",
     "options",
