@@ -40,6 +40,13 @@ class Result:
         self.tables.append(table)
         return table
 
+    @classmethod
+    def of_table(cls, name: str, table: Table, out: Path) -> Result:
+        """The result of an analysis that writes one table."""
+        res = cls(name)
+        res.add_table(table, out)
+        return res
+
 
 class Context:
     """A store opened for analysis, with ``cfg`` and the output folder ``out``."""

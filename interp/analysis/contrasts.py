@@ -159,9 +159,7 @@ def table3(ctx: Context) -> Result:
         ctx, name, "Table 3: sink removal vs equal-budget random removal", pairs, metrics, analysis=name
     )
     _floor_rows(ctx, table, metrics, analysis=name)
-    res = Result(name)
-    res.add_table(table, ctx.out)
-    return res
+    return Result.of_table(name, table, ctx.out)
 
 
 def _floor_rows(ctx: Context, table: Table, metrics: list[str], *, analysis: str) -> None:
@@ -184,9 +182,7 @@ def table20(ctx: Context) -> Result:
         ctx, name, "Table 20: sink specificity against every control at equal budget", pairs, metrics, analysis=name
     )
     _floor_rows(ctx, table, metrics, analysis=name)
-    res = Result(name)
-    res.add_table(table, ctx.out)
-    return res
+    return Result.of_table(name, table, ctx.out)
 
 
 def table7(ctx: Context) -> Result:
@@ -261,9 +257,7 @@ def table7(ctx: Context) -> Result:
     ]
     table = Table(name, "Table 7: perceptual dissociation of sink vs equal-budget random removal", cols, rows, notes)
     _floor_rows(ctx, table, metrics, analysis=name)
-    res = Result(name)
-    res.add_table(table, ctx.out)
-    return res
+    return Result.of_table(name, table, ctx.out)
 
 
 def _tost_cell(row: dict[str, Any], m: str) -> str:

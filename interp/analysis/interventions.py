@@ -46,42 +46,41 @@ def _describe(ctx: Context):
 EDIT_COL = Column("edit", "edit")
 
 
-def table2(ctx: Context) -> Result:
-    name = "table02_sink_interventions"
+def _conditions_table(ctx: Context, name: str, title: str, keep, what: str) -> Result:
+    """One table of effects of the edited conditions that ``keep`` (a predicate on condition info) picks."""
     metrics = require_metrics(ctx.ds, analysis=name)
-    conds = pick(ctx, lambda i: plain_sink(ctx, i), analysis=name, what="score-path sink removal (mask_topk, eta=0)")
+    conds = pick(ctx, keep, analysis=name, what=what)
     table, _ = effect_table(
         ctx,
         name=name,
-        title="Table 2: dynamic sink interventions (score path, eta = 0)",
+        title=title,
         conditions=conds,
         metrics=metrics,
         analysis=name,
         describe=_describe(ctx),
         describe_columns=[EDIT_COL],
     )
-    res = Result(name)
-    res.add_table(table, ctx.out)
-    return res
+    return Result.of_table(name, table, ctx.out)
+
+
+def table2(ctx: Context) -> Result:
+    return _conditions_table(
+        ctx,
+        "table02_sink_interventions",
+        "Table 2: dynamic sink interventions (score path, eta = 0)",
+        lambda i: plain_sink(ctx, i),
+        "score-path sink removal (mask_topk, eta=0)",
+    )
 
 
 def table5(ctx: Context) -> Result:
-    name = "table05_value_path"
-    metrics = require_metrics(ctx.ds, analysis=name)
-    conds = pick(ctx, lambda i: i.family == "value", analysis=name, what="value-path edit (replace_values)")
-    table, _ = effect_table(
+    return _conditions_table(
         ctx,
-        name=name,
-        title="Table 5: value-path interventions",
-        conditions=conds,
-        metrics=metrics,
-        analysis=name,
-        describe=_describe(ctx),
-        describe_columns=[EDIT_COL],
+        "table05_value_path",
+        "Table 5: value-path interventions",
+        lambda i: i.family == "value",
+        "value-path edit (replace_values)",
     )
-    res = Result(name)
-    res.add_table(table, ctx.out)
-    return res
 
 
 def _same_place(a, b) -> bool:
@@ -118,9 +117,7 @@ def table6(ctx: Context) -> Result:
         describe=describe,
         describe_columns=[Column("selection", "selection"), EDIT_COL],
     )
-    res = Result(name)
-    res.add_table(table, ctx.out)
-    return res
+    return Result.of_table(name, table, ctx.out)
 
 
 def table12(ctx: Context) -> Result:
@@ -154,9 +151,7 @@ def table12(ctx: Context) -> Result:
         describe=describe,
         describe_columns=[Column("layers", "layers"), Column("k", "k", digits=0)],
     )
-    res = Result(name)
-    res.add_table(table, ctx.out)
-    return res
+    return Result.of_table(name, table, ctx.out)
 
 
 def _full_time_twin(ctx: Context, info) -> list[str]:
@@ -201,9 +196,7 @@ def table13(ctx: Context) -> Result:
     table.notes.append(
         "Windows are closed intervals of t/T = step / (T - 1) (0 = noisiest step) unless labelled steps or sigma."
     )
-    res = Result(name)
-    res.add_table(table, ctx.out)
-    return res
+    return Result.of_table(name, table, ctx.out)
 
 
 def _effect_units(ctx: Context, metric: str, cond: str, ref: str, *, analysis: str):
@@ -314,9 +307,7 @@ def table15(ctx: Context) -> Result:
         "`interp score` measures LPIPS against the baseline condition of the same prompt and seed, so for a "
         "condition with other sampler settings its LPIPS includes the sampler change itself."
     )
-    res = Result(name)
-    res.add_table(table, ctx.out)
-    return res
+    return Result.of_table(name, table, ctx.out)
 
 
 def table16(ctx: Context) -> Result:
@@ -383,6 +374,4 @@ def table16(ctx: Context) -> Result:
         "Rows 'text - image': per-pair difference of the two conditions' effects (same prompts and seeds), "
         f"two-sided paired test, adjusted ({ctx.cfg.adjust}) over these contrasts."
     )
-    res = Result(name)
-    res.add_table(table, ctx.out)
-    return res
+    return Result.of_table(name, table, ctx.out)
