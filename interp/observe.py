@@ -36,6 +36,7 @@ from interp.kernels.transfer import to_host
 from interp.plan import Plan, PlanError, Record
 from interp.sites.intercept import SDPACall
 from interp.sites.select import resolve_sites
+from interp.statistics import KERNEL_STATISTICS
 
 
 @dataclass(frozen=True)
@@ -48,16 +49,8 @@ class SiteRequest:
     edits: tuple[tuple[int, Edit], ...] = ()
 
     def request_for(self, record: Record) -> StatRequest:
-        s = set(record.stats)
-        return StatRequest(
-            mass="mass" in s,
-            mass_full="mass_full" in s,
-            entropy="entropy" in s,
-            mass_topk="mass_topk" in s,
-            query_topk="query_topk" in s,
-            top=record.top,
-            k=record.k,
-        )
+        """The kernel statistics of ``record`` (those the catalogue says the kernels compute)."""
+        return StatRequest(set(record.stats) & set(KERNEL_STATISTICS), top=record.top, k=record.k)
 
     @property
     def norm_record(self) -> Record | None:

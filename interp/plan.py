@@ -23,19 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from interp.statistics import CATALOGUE
+
 SiteSpec = int | float | str | Sequence[int | float | str]
 """How a plan names sites: block index, fraction of depth, module path, group name, or a list."""
 
-STATISTICS: dict[str, str] = {
-    "mass": "incoming mass summaries per head: max_mass, argmax_key, topk_keys / topk_mass (K ranks)",
-    "mass_full": "the full incoming-mass vector per key (float32), variable mass_per_key",
-    "entropy": "mean over the query set of the per-query attention entropy (nats)",
-    "mass_topk": "sum of the k largest incoming masses (concentration of incoming mass)",
-    "query_topk": "mean over queries of the sum of each query's k largest probabilities",
-    "act_norms": "norms of attention outputs: pre_out (A V per head) and/or post_out (after projection)",
-    "capture": "keep each call's values and attention output in memory (Trace.captured) for patching; not stored",
-    "maps": "attention probabilities of chosen heads, query rows and keys (size-guarded), variable attn_map",
-}
+STATISTICS: dict[str, str] = {name: stat.summary for name, stat in CATALOGUE.items()}
+"""Statistic name -> one-line summary, from the catalogue (``interp.statistics``)."""
 MAP_KEY_SETS = ("all", "image", "text")
 QUERY_SETS = ("used", "all", "image", "text")
 NORM_SITES = ("pre_out", "post_out")

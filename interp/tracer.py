@@ -43,6 +43,7 @@ from interp.observe import Observer, site_requests
 from interp.plan import Plan, PlanError, close_plan, open_plan
 from interp.provenance import provenance
 from interp.sites.intercept import Installation, SiteHooks, check_backend
+from interp.statistics import CATALOGUE
 from interp.store.schema import plan_attrs, trace_dataset
 from interp.store.zarr_io import append_trace, check_store_path
 
@@ -233,19 +234,9 @@ class Trace:
 def _variable_attrs(plan: Plan) -> dict[str, dict[str, Any]]:
     """Options that give each variable its meaning (query set, K, k), stored as its attributes."""
     out: dict[str, dict[str, Any]] = {}
-    names = {
-        "mass": ("max_mass", "argmax_key", "topk_keys", "topk_mass"),
-        "mass_full": ("mass_per_key",),
-        "entropy": ("entropy",),
-        "mass_topk": ("mass_topk",),
-        "query_topk": ("query_topk",),
-        "act_norms": ("act_pre_max", "act_pre_p95", "act_post_max", "act_post_p95"),
-        "maps": ("attn_map",),
-        "capture": (),
-    }
     for rec in plan.records:
         for stat in rec.stats:
-            for var in names[stat]:
+            for var in CATALOGUE[stat].variable_names:
                 out[var] = out[var + "_before"] = {"queries": rec.queries, "top": rec.top, "k": rec.k}
     return out
 

@@ -41,9 +41,7 @@ from interp.observe import Observer, SiteRequest, TraceBuffer
 from interp.plan import PlanError, Record, SiteSpec
 from interp.sites.intercept import Installation, SDPACall, SiteHooks, check_backend
 from interp.sites.select import resolve_sites
-
-SITE_STATISTICS = ("mass", "mass_full", "entropy", "mass_topk", "query_topk", "act_norms")
-"""Statistics a site module can receive (those computed at the kernel call)."""
+from interp.statistics import SITE_STATISTICS
 
 
 @dataclass

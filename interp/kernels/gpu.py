@@ -217,12 +217,12 @@ def gpu_stats(
     if n == 0:
         raise ValueError("empty query set")
     out: dict[str, Tensor] = {}
-    fused = request.needs_mass or request.entropy
+    fused = request.needs_mass or request.needs_entropy
     backend = _backend(opts)
     if fused and backend == "triton" and _is_per_key(bias):
         col, ent = triton_stats.mass_entropy_sums(
             q, k, scale=scale, rows=query_rows, bias=bias, lse=lse,
-            need_mass=request.needs_mass, need_entropy=request.entropy,
+            need_mass=request.needs_mass, need_entropy=request.needs_entropy,
         )  # fmt: skip
         if col is not None:
             out.update(mass_summaries(col / n, request))
@@ -230,15 +230,15 @@ def gpu_stats(
             out["entropy"] = ent / n
     elif fused and backend == "swapped" and bias is None:
         col, ent = swapped_sums(q, k, scale=scale, rows=query_rows, lse=lse, need_mass=request.needs_mass,
-                                need_entropy=request.entropy)  # fmt: skip
+                                need_entropy=request.needs_entropy)  # fmt: skip
         if col is not None:
             out.update(mass_summaries(col / n, request))
         if ent is not None:
             out["entropy"] = ent / n
     elif fused:
-        only = dataclasses.replace(request, query_topk=False)
+        only = request.only(("column_sums", "entropy_sums"))
         out.update(attention_stats(q, k, scale=scale, query_rows=query_rows, request=only, bias=bias))
-    if request.query_topk:
+    if request.needs_row_topk:
         pos = sample_positions(n, opts.query_topk_sample, opts.seed, query_rows.device)
         rows = query_rows if pos is None else query_rows.index_select(0, pos)
         out["query_topk"] = query_topk_mean(

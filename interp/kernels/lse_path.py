@@ -27,6 +27,9 @@ from torch import Tensor
 
 from interp.kernels.reference import StatRequest, attention_stats, mass_summaries
 
+LSE_NEEDS = ("column_sums", "entropy_sums")
+"""Kernel passes the log-sum-exp path computes; other needs (``row_topk``) take the exact reference path."""
+
 
 def forward_with_lse(q: Tensor, k: Tensor, v: Tensor, scale: float) -> tuple[Tensor, Tensor]:
     """Attention output and row log-sum-exp (fp32) from a fused kernel; no N x N matrix."""
@@ -44,7 +47,7 @@ def lse_stats(q: Tensor, k: Tensor, *, scale: float, query_rows: Tensor, request
     n = qf.shape[2]
     out: dict[str, Tensor] = {}
     ak, lse = forward_with_lse(qf, kf, kf, scale)
-    if request.entropy:
+    if request.needs_entropy:
         out["entropy"] = (lse - scale * (qf * ak).sum(-1)).mean(-1)
     if request.needs_mass:
         ones = torch.ones(*kf.shape[:-1], 1, dtype=kf.dtype, device=kf.device)
@@ -88,17 +91,10 @@ def compute_stats(
             raise ValueError("the lse kernel cannot honour an attention mask; use kernel='reference'")
         return attention_stats(q, k, scale=scale, query_rows=query_rows, request=request, bias=bias)
     out: dict[str, Tensor] = {}
-    fast = StatRequest(
-        mass=request.mass,
-        mass_full=request.mass_full,
-        entropy=request.entropy,
-        mass_topk=request.mass_topk,
-        top=request.top,
-        k=request.k,
-    )
+    fast = request.only(LSE_NEEDS)
     if fast.any:
         out.update(lse_stats(q, k, scale=scale, query_rows=query_rows, request=fast))
-    if request.query_topk:
-        only = StatRequest(query_topk=True, top=request.top, k=request.k)
-        out.update(attention_stats(q, k, scale=scale, query_rows=query_rows, request=only))
+    rest = request.without(*fast.stats)
+    if rest.any:
+        out.update(attention_stats(q, k, scale=scale, query_rows=query_rows, request=rest))
     return out

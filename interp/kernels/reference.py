@@ -20,31 +20,69 @@ Everything returned stays on the input's device (no ``.item()``, no host sync).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from interp.statistics import CATALOGUE, KERNEL_STATISTICS, KernelNeed
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, init=False)
 class StatRequest:
-    """Which statistics one site call needs. ``top``: ranks kept; ``k``: concentration budget."""
+    """Which kernel statistics one site call needs (names of ``interp.statistics.KERNEL_STATISTICS``).
 
-    mass: bool = False
-    mass_full: bool = False
-    entropy: bool = False
-    mass_topk: bool = False
-    query_topk: bool = False
-    top: int = 8
-    k: int = 5
+    ``top``: ranks kept; ``k``: concentration budget. Built from names
+    (``StatRequest({"mass", "entropy"}, top=8)``) or flags (``StatRequest(mass=True, entropy=True)``);
+    what each statistic needs from the kernels comes from the catalogue (``needs``), so the kernels
+    run each shared pass once however many statistics use it.
+    """
+
+    stats: frozenset[str]
+    top: int
+    k: int
+
+    def __init__(self, stats: Iterable[str] = (), *, top: int = 8, k: int = 5, **flags: bool) -> None:
+        names = set(stats) | {name for name, on in flags.items() if on}
+        unknown = sorted((names | set(flags)) - set(KERNEL_STATISTICS))
+        if unknown:
+            raise TypeError(f"not kernel statistics: {unknown}; known: {', '.join(KERNEL_STATISTICS)}")
+        object.__setattr__(self, "stats", frozenset(names))
+        object.__setattr__(self, "top", top)
+        object.__setattr__(self, "k", k)
+
+    def wants(self, name: str) -> bool:
+        """Whether the statistic ``name`` is requested."""
+        return name in self.stats
+
+    def needs(self, need: KernelNeed) -> bool:
+        """Whether some requested statistic needs the kernel pass ``need`` (``interp.statistics``)."""
+        return any(need in CATALOGUE[s].needs for s in self.stats)
+
+    def only(self, needs: Iterable[KernelNeed]) -> StatRequest:
+        """The statistics of this request that need nothing but the passes ``needs``."""
+        allowed = set(needs)
+        return StatRequest({s for s in self.stats if CATALOGUE[s].needs <= allowed}, top=self.top, k=self.k)
+
+    def without(self, *names: str) -> StatRequest:
+        return StatRequest(self.stats - set(names), top=self.top, k=self.k)
 
     @property
     def needs_mass(self) -> bool:
-        return self.mass or self.mass_full or self.mass_topk
+        return self.needs("column_sums")
+
+    @property
+    def needs_entropy(self) -> bool:
+        return self.needs("entropy_sums")
+
+    @property
+    def needs_row_topk(self) -> bool:
+        return self.needs("row_topk")
 
     @property
     def any(self) -> bool:
-        return self.needs_mass or self.entropy or self.query_topk
+        return bool(self.stats)
 
 
 def mask_to_bias(attn_mask: Tensor | None, dtype: torch.dtype = torch.float32) -> Tensor | None:
@@ -86,8 +124,8 @@ def attention_stats(
     kf = k.float().transpose(-1, -2)
     dev = q.device
     col_sum = torch.zeros(b, h, nk, dtype=torch.float32, device=dev) if request.needs_mass else None
-    ent_sum = torch.zeros(b, h, dtype=torch.float32, device=dev) if request.entropy else None
-    qtk_sum = torch.zeros(b, h, dtype=torch.float32, device=dev) if request.query_topk else None
+    ent_sum = torch.zeros(b, h, dtype=torch.float32, device=dev) if request.needs_entropy else None
+    qtk_sum = torch.zeros(b, h, dtype=torch.float32, device=dev) if request.needs_row_topk else None
     kq = min(request.k, nk)
     step = _chunk_rows(b, h, nk, chunk_bytes)
     for start in range(0, nq_set, step):
@@ -123,9 +161,9 @@ def mass_summaries(mass: Tensor, request: StatRequest) -> dict[str, Tensor]:
     """Summaries of an incoming-mass vector (B, H, Nk): max, argmax, top ranks, top-k sum."""
     out: dict[str, Tensor] = {}
     nk = mass.shape[-1]
-    if request.mass_full:
+    if request.wants("mass_full"):
         out["mass_per_key"] = mass
-    if request.mass:
+    if request.wants("mass"):
         top = min(request.top, nk)
         vals, idx = mass.topk(top, dim=-1)
         if top < request.top:  # fewer keys than ranks: pad, never invent keys
@@ -136,7 +174,7 @@ def mass_summaries(mass: Tensor, request: StatRequest) -> dict[str, Tensor]:
         out["argmax_key"] = idx[..., 0].to(torch.int32)
         out["topk_keys"] = idx.to(torch.int32)
         out["topk_mass"] = vals
-    if request.mass_topk:
+    if request.wants("mass_topk"):
         out["mass_topk"] = mass.topk(min(request.k, nk), dim=-1).values.sum(dim=-1)
     return out
 

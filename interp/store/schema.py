@@ -16,8 +16,8 @@ writing. Dimensions:
 
 Missing values are NaN (floats) or -1 (integers): a site not recorded at a step, a head a site does
 not have, a branch a call did not run. Strings are variable-length (numpy ``StringDType``). Every
-bump of ``SCHEMA_VERSION`` must say here what changed; later parts of the project (edits, sweeps,
-scores) add their variables to ``VARIABLES``.
+bump of ``SCHEMA_VERSION`` must say here what changed. The statistics' variables come from the
+catalogue (``interp.statistics``); the image and the edit-verification variables are declared here.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ import numpy as np
 import xarray as xr
 
 from interp.adapters.base import LAYOUT_FIELDS, STREAMS, TokenLayout
+from interp.statistics import CORE
+from interp.statistics import variables as statistic_variables
 
 SCHEMA_VERSION = "1.0"
-
-CORE = ("step", "call", "site", "branch", "head")
 
 
 @dataclass(frozen=True)
@@ -43,30 +43,10 @@ class VarSpec:
     description: str
 
 
-VARIABLES: dict[str, VarSpec] = {
-    "max_mass": VarSpec(CORE, "max_j m_j: largest incoming mass of any key over the query set"),
-    "argmax_key": VarSpec(CORE, "index of the key with the largest incoming mass"),
-    "topk_keys": VarSpec((*CORE, "rank"), "keys with the K largest incoming masses, descending"),
-    "topk_mass": VarSpec((*CORE, "rank"), "incoming masses of topk_keys"),
-    "mass_per_key": VarSpec((*CORE, "key"), "incoming mass m_j of every key (mean over the query set)"),
-    "entropy": VarSpec(CORE, "mean over the query set of H_i = -sum_j A_ij ln A_ij (nats)"),
-    "mass_topk": VarSpec(CORE, "sum of the k largest incoming masses"),
-    "query_topk": VarSpec(CORE, "mean over the query set of the sum of each row's k largest probabilities"),
-    "act_pre_max": VarSpec((*CORE, "stream", "norm_ord"), "max over tokens of |A V| per head (pre_out)"),
-    "act_pre_p95": VarSpec((*CORE, "stream", "norm_ord"), "95th percentile over tokens of |A V| per head"),
-    "act_post_max": VarSpec(
-        ("step", "call", "site", "branch", "stream", "norm_ord"),
-        "max over tokens of the attention output norm after the output projection",
-    ),
-    "act_post_p95": VarSpec(
-        ("step", "call", "site", "branch", "stream", "norm_ord"),
-        "95th percentile over tokens of the output norm after the output projection",
-    ),
-    "image": VarSpec(("y", "x", "rgb"), "generated image, uint8"),
-}
-
-MAP_DIMS = ("step", "call", "site", "branch", "map_head", "map_query", "map_key")
-VARIABLES["attn_map"] = VarSpec(MAP_DIMS, "attention probabilities A_ij of the chosen heads, query rows and keys")
+VARIABLES: dict[str, VarSpec] = {v.name: VarSpec(v.dims, v.description) for v in statistic_variables().values()}
+"""Every variable a trace can write: the statistics' (``interp.statistics``) and their ``_before``
+twins, the image, and the edit-verification variables."""
+VARIABLES["image"] = VarSpec(("y", "x", "rgb"), "generated image, uint8")
 
 EDIT_DIMS = ("edit", *CORE)
 EDIT_VARIABLES: dict[str, VarSpec] = {
@@ -77,20 +57,9 @@ EDIT_VARIABLES: dict[str, VarSpec] = {
     "edit_entropy_after": VarSpec(EDIT_DIMS, "mean entropy of the scope rows after the edit (nats, bias included)"),
 }
 VARIABLES.update(EDIT_VARIABLES)
-for _name in (
-    "max_mass",
-    "argmax_key",
-    "topk_keys",
-    "topk_mass",
-    "mass_per_key",
-    "entropy",
-    "mass_topk",
-    "query_topk",
-    "act_pre_max",
-    "act_pre_p95",
-):
-    _spec = VARIABLES[_name]
-    VARIABLES[_name + "_before"] = VarSpec(_spec.dims, _spec.description + " (attention before the edits)")
+for _var in statistic_variables().values():
+    if _var.before:
+        VARIABLES[_var.name + "_before"] = VarSpec(_var.dims, _var.description + " (attention before the edits)")
 
 STATIC_COORDS = (
     "site",

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import interp
+from interp.statistics import CATALOGUE, statistic_of
 from interp.store.schema import KEY_FIELDS, STATIC_COORDS, VARIABLES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +76,32 @@ def test_store_page_lists_every_schema_variable_with_its_dims():
     assert not extra, f"docs/store.md lists variables the schema does not have: {extra}"
     wrong = {n: (documented[n], VARIABLES[n].dims) for n in VARIABLES if documented[n] != VARIABLES[n].dims}
     assert not wrong, f"dims differ between docs/store.md and the schema (doc, schema): {wrong}"
+
+
+def test_definitions_page_lists_exactly_the_catalogue():
+    rows = table_rows(section((DOCS / "definitions.md").read_text(encoding="utf-8"), "Statistics"))
+    documented = {}
+    for cells in rows[1:]:
+        name = re.fullmatch(r"`([a-z0-9_]+)`", cells[0]).group(1)
+        variables = tuple(re.findall(r"`([a-z0-9_]+)`", cells[1]))
+        needs = frozenset(n.strip() for n in cells[2].split(",") if n.strip())
+        documented[name] = (variables, needs)
+    declared = {n: (s.variable_names, s.needs) for n, s in CATALOGUE.items()}
+    assert list(documented) == list(declared), "docs/definitions.md lists other statistics than the catalogue"
+    assert documented == declared, "variables or kernel passes differ between docs/definitions.md and the catalogue"
+
+
+def test_store_page_names_the_statistic_of_every_statistic_variable():
+    text = section((DOCS / "store.md").read_text(encoding="utf-8"), "Variables")
+    for cells in table_rows(text):
+        match = re.fullmatch(r"`([a-z0-9_]+)`", cells[0])
+        if match is None or match.group(1) not in VARIABLES or match.group(1).endswith("_before"):
+            continue
+        try:
+            stat = statistic_of(match.group(1)).name
+        except KeyError:
+            continue
+        assert f"[`{stat}`]" in cells[3], f"docs/store.md: {match.group(1)} is filled by `{stat}`"
 
 
 def test_store_page_lists_coordinates():
