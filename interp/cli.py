@@ -15,6 +15,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from interp.adapters import ADAPTERS
+
 
 def cmd_demo(args: argparse.Namespace) -> int:
     import interp
@@ -53,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--model",
         default="organism",
-        help="'organism' (trained, default) or a random-weight built-in: sd3, sd3.5, sdxl, flux, pixart",
+        help="'organism' (trained, default) or a random-weight built-in: "
+        + ", ".join(v for adapter in ADAPTERS for v in adapter.tiny_variants),
     )
     demo.add_argument("--per-tag", type=int, default=4, help="organism: held-out captions per GenEval tag")
     demo.add_argument("--prompts", type=int, default=6, help="tiny pipelines: GenEval prompts, spread over tags")

@@ -27,6 +27,8 @@ from torch import nn
 IMAGE, TEXT = "image", "text"
 STREAMS = (IMAGE, TEXT)
 BRANCHES = ("uncond", "cond")
+PROMPT_EMBEDS_4 = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
+"""``encode_prompt``'s four outputs, as ``__call__`` arguments, of the SD3 and SDXL pipelines."""
 
 
 @dataclass(frozen=True)
@@ -153,12 +155,31 @@ class DenoiserCall:
 
 
 class Adapter:
-    """Base class of the per-family adapters. Subclasses fill in the class attributes and methods."""
+    """Base class of the per-family adapters. Subclasses fill in the class attributes and methods.
+
+    Everything interp knows about a model family is declared here (``docs/adding_a_family.md``):
+
+    - ``name``, ``pipeline_classes``: the family and the diffusers pipeline classes it describes;
+    - ``processors``: attention processor classes of its sites that end in
+      ``F.scaled_dot_product_attention`` (the interception point, ``interp.sites.intercept``);
+      ``dispatch_processors``: those of them that go through diffusers' attention dispatcher;
+    - ``prompt_embeds``: the names, as ``__call__`` arguments, of what ``encode_prompt`` returns
+      (``interp.sweep.embeddings``; None: sweeps pass the prompt text to every condition);
+    - ``tiny_module`` and ``tiny_variants``: its built-in offline pipelines (``interp.pipelines.tiny``:
+      name -> variant passed to ``interp.pipelines.<tiny_module>.build``);
+    - the methods below: sites, groups, the denoiser call, CFG branches, token layouts (as observed and
+      as planned before generation) and the split of a site's output into streams.
+    """
 
     name: str = ""
     pipeline_classes: tuple[str, ...] = ()
     denoiser_attr: str = "transformer"
     timestep_scale: float = 1.0  # the denoiser receives scheduler timesteps divided by this
+    processors: tuple[str, ...] = ()
+    dispatch_processors: tuple[str, ...] = ()
+    prompt_embeds: tuple[str | None, ...] | None = None
+    tiny_module: str | None = None
+    tiny_variants: tuple[str, ...] = ()
 
     @classmethod
     def matches(cls, pipe: Any) -> bool:

@@ -57,6 +57,10 @@ class FluxAdapter(Adapter):
     name = "flux"
     pipeline_classes = ("FluxPipeline",)
     denoiser_attr = "transformer"
+    processors = ("FluxAttnProcessor", "FluxAttnProcessor2_0", "FusedFluxAttnProcessor2_0")
+    dispatch_processors = ("FluxAttnProcessor",)
+    tiny_module = "flux"
+    tiny_variants = ("flux",)
     timestep_scale = 1000.0
     timestep_arg = ("timestep", 3)
 

@@ -17,6 +17,9 @@ from interp.adapters.sd3 import SD3Adapter
 class OrganismAdapter(SD3Adapter):
     name = "organism"
     pipeline_classes = ("OrganismPipeline",)
+    prompt_embeds = None  # the organism pipeline has no encode_prompt: sweeps pass the prompt text
+    tiny_module = None  # trained, not a random-weight built-in: ``interp.pipelines.organism()``
+    tiny_variants = ()
 
     def text_layout(self, pipe: Any, text: str | None, call_kwargs: dict[str, Any], n_text: int) -> TokenLayout:
         if text is None:

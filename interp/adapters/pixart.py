@@ -78,6 +78,12 @@ class PixArtAdapter(Adapter):
     name = "pixart"
     pipeline_classes = ("PixArtSigmaPipeline", "PixArtAlphaPipeline")
     denoiser_attr = "transformer"
+    processors = ("AttnProcessor2_0", "FusedAttnProcessor2_0", "PixArtAlphaAttnProcessor2_0")
+    # prompt_embeds stays None: PixArt's __call__ defaults negative_prompt to "" and refuses it beside
+    # negative_prompt_embeds, and the tracer drops the sweep's negative_prompt rather than passing None,
+    # so PixArt sweeps pass the prompt text (correct, only slower) until that changes.
+    tiny_module = "pixart"
+    tiny_variants = ("pixart",)
     timestep_arg = ("timestep", 3)
 
     def sites(self, pipe: Any) -> list[SiteInfo]:

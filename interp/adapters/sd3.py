@@ -19,6 +19,7 @@ import torch
 
 from interp.adapters.base import (
     IMAGE,
+    PROMPT_EMBEDS_4,
     TEXT,
     Adapter,
     DenoiserCall,
@@ -59,6 +60,10 @@ class SD3Adapter(Adapter):
     name = "sd3"
     pipeline_classes = ("StableDiffusion3Pipeline",)
     denoiser_attr = "transformer"
+    processors = ("JointAttnProcessor2_0", "FusedJointAttnProcessor2_0")
+    prompt_embeds = PROMPT_EMBEDS_4
+    tiny_module = "sd3"
+    tiny_variants = ("sd3", "sd3.5")
 
     def sites(self, pipe: Any) -> list[SiteInfo]:
         out = []

@@ -33,6 +33,7 @@ import torch
 
 from interp.adapters.base import (
     IMAGE,
+    PROMPT_EMBEDS_4,
     Adapter,
     DenoiserCall,
     SiteInfo,
@@ -95,6 +96,10 @@ class SDXLAdapter(Adapter):
     name = "sdxl"
     pipeline_classes = ("StableDiffusionXLPipeline",)
     denoiser_attr = "unet"
+    processors = ("AttnProcessor2_0", "FusedAttnProcessor2_0")
+    prompt_embeds = PROMPT_EMBEDS_4
+    tiny_module = "sdxl"
+    tiny_variants = ("sdxl",)
     sample_arg = ("sample", 0)
     timestep_arg = ("timestep", 1)
 

@@ -1,7 +1,8 @@
 """Pipelines to trace: the built-in offline ones (``tiny``) and real checkpoints (``load``).
 
 ``tiny(name)`` builds the REAL diffusers pipeline class of a model family from small configs in code, one
-family per module (``sd3`` for SD3 and SD3.5, ``sdxl``, ``flux``, ``pixart``), with tokenizers built in
+family per module (``sd3`` for SD3 and SD3.5, ``sdxl``, ``flux``, ``pixart``; each family's adapter
+declares its built-ins), with tokenizers built in
 code (``tokenizers``), deterministic: two constructions give the same weights, tokenizers and images, and
 the caller's RNG state is untouched. ``tiny_call_kwargs(name)`` gives the call keyword arguments of a fast
 run (few steps, short T5 padding, ...), since a pipeline class's ``__call__`` defaults cannot be changed
@@ -15,16 +16,17 @@ import importlib
 import torch
 from diffusers import DiffusionPipeline
 
+from interp.adapters import ADAPTERS
 from interp.pipelines.loading import load
 
-# name -> (module of interp.pipelines, variant passed to its build())
 _REGISTRY: dict[str, tuple[str, str]] = {
-    "sd3": ("sd3", "sd3"),
-    "sd3.5": ("sd3", "sd3.5"),
-    "sdxl": ("sdxl", "sdxl"),
-    "flux": ("flux", "flux"),
-    "pixart": ("pixart", "pixart"),
+    variant: (adapter.tiny_module, variant)
+    for adapter in ADAPTERS
+    if adapter.tiny_module is not None
+    for variant in adapter.tiny_variants
 }
+"""Built-in name -> (module of interp.pipelines, variant passed to its build()), from the adapters'
+declarations (``Adapter.tiny_module`` / ``tiny_variants``)."""
 SUPPORTED_TINY: tuple[str, ...] = tuple(_REGISTRY)
 
 __all__ = ["SUPPORTED_TINY", "load", "organism", "tiny", "tiny_call_kwargs"]

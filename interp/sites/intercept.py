@@ -38,21 +38,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-SDPA_PROCESSORS = frozenset(
-    {
-        "JointAttnProcessor2_0",
-        "FusedJointAttnProcessor2_0",
-        "AttnProcessor2_0",
-        "FusedAttnProcessor2_0",
-        "FluxAttnProcessor",
-        "FluxAttnProcessor2_0",
-        "FusedFluxAttnProcessor2_0",
-        "PixArtAlphaAttnProcessor2_0",
-    }
-)
-"""Processor classes known to end in ``F.scaled_dot_product_attention`` with per-head q, k, v."""
+from interp.adapters import ADAPTERS
 
-DISPATCH_PROCESSORS = frozenset({"FluxAttnProcessor"})
+SDPA_PROCESSORS = frozenset(p for adapter in ADAPTERS for p in adapter.processors)
+"""Processor classes known to end in ``F.scaled_dot_product_attention`` with per-head q, k, v (each
+family's adapter declares its own, ``Adapter.processors``)."""
+
+DISPATCH_PROCESSORS = frozenset(p for adapter in ADAPTERS for p in adapter.dispatch_processors)
 """Processors that go through diffusers' attention dispatcher: only its native backend calls SDPA."""
 
 

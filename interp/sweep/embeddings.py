@@ -2,13 +2,13 @@
 
 Design
 ------
-Each pipeline family's ``encode_prompt`` has its own signature and return tuple; :data:`ENCODERS`
-names, per pipeline class, the call-argument names of the returned tensors. :func:`encode` calls
+Each pipeline family's ``encode_prompt`` has its own signature and return tuple; each family's adapter
+names the call-argument names of the returned tensors (``Adapter.prompt_embeds``). :func:`encode` calls
 ``encode_prompt`` exactly as the pipeline's ``__call__`` does for one image per prompt with
 classifier-free guidance (negative prompt included; a condition with guidance 1 simply does not use
 it), and returns the keyword arguments to pass to the pipeline instead of the prompt text. The tracer
 then takes the prompt text only as the label of the token layout. Tests check that this path is
-bit-identical to passing the prompt (same image, same statistics). A pipeline class without an entry
+bit-identical to passing the prompt (same image, same statistics). A family that declares none
 gets ``None``: the sweep then passes the prompt text to every condition (correct, only slower).
 """
 
@@ -19,21 +19,20 @@ from typing import Any
 
 import torch
 
-_FOUR = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
+from interp.adapters import UnsupportedPipeline, adapter_for
 
-ENCODERS: dict[str, tuple[str | None, ...]] = {
-    "StableDiffusion3Pipeline": _FOUR,
-    "StableDiffusionXLPipeline": _FOUR,
-    # PixArt (outputs: prompt_embeds, prompt_attention_mask, negative_prompt_embeds,
-    # negative_prompt_attention_mask) is left out: its __call__ defaults negative_prompt to "" and refuses
-    # it beside negative_prompt_embeds, and the tracer drops the sweep's negative_prompt rather than
-    # passing None, so PixArt sweeps pass the prompt text (correct, only slower) until that changes.
-}
-"""Pipeline class -> names of ``encode_prompt``'s outputs as ``__call__`` arguments (None: not passed)."""
+
+def output_names(pipe: Any) -> tuple[str | None, ...] | None:
+    """Names of ``encode_prompt``'s outputs as ``__call__`` arguments, declared by the pipeline's
+    family (``Adapter.prompt_embeds``; None: not passed), or None for a family without them."""
+    try:
+        return adapter_for(pipe).prompt_embeds
+    except UnsupportedPipeline:
+        return None
 
 
 def supported(pipe: Any) -> bool:
-    return type(pipe).__name__ in ENCODERS and hasattr(pipe, "encode_prompt")
+    return output_names(pipe) is not None and hasattr(pipe, "encode_prompt")
 
 
 @torch.no_grad()
@@ -45,7 +44,7 @@ def encode(pipe: Any, prompt: str, negative_prompt: str, call_kwargs: dict[str, 
     """
     if not supported(pipe):
         return None
-    names = ENCODERS[type(pipe).__name__]
+    names = output_names(pipe)
     params = inspect.signature(pipe.encode_prompt).parameters
     kwargs: dict[str, Any] = {
         "prompt": prompt,
