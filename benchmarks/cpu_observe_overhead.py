@@ -3,7 +3,7 @@
 Scale of issue 2's reference numbers: a tiny SD3 pipeline with 8 blocks, 1,024 image + 333 text tokens
 (128 px, T5 length 256), 8 steps with CFG, one CPU thread. Cases are interleaved with the plain
 pipeline in one process (rounds), and ratios of medians are reported. Run with the allocator settings
-of DESIGN.md section 5:
+of docs/design.md, Kernels:
 
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=17179869184 \
         python benchmarks/cpu_observe_overhead.py --rounds 5

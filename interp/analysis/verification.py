@@ -2,8 +2,8 @@
 
 Design
 ------
-An edit is verified by what it measurably did, never by a ratio against a floor constant (DESIGN.md
-section 3). For every edited condition and every site its edits acted on, from the bookkeeping:
+An edit is verified by what it measurably did, never by a ratio against a floor constant (docs/design.md,
+Statistics and their identities). For every edited condition and every site its edits acted on, from the bookkeeping:
 the incoming mass of the edited keys before the edit (P, measured over the edit's query rows), after
 it (for a score edit with eta, expected ``eta P / (1 - (1 - eta) P)``; exactly 0 for eta = 0), the
 removed mass ``before - after`` (mean over the condition's samples, with a bootstrap CI over prompts),

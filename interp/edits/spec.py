@@ -4,7 +4,7 @@ plan as JSON; the presets in ``interp.edits.presets`` (``mask_topk``, ``replace_
 are short functions that fill them in, so the paper's conventions are named presets rather than a
 growing list of keyword arguments.
 
-Definitions (DESIGN.md section 3):
+Definitions (docs/design.md, Statistics and their identities):
 
 - score path: s_ij += log(eta) for j in the edited key set, for query rows in scope; eta = 0 removes
   the keys exactly (their probability is exactly 0, the others renormalise);
@@ -42,7 +42,7 @@ def _check_window(name: str, window: tuple[float, float] | None) -> None:
 
 
 def in_window(value: float, window: tuple[float, float] | None) -> bool:
-    """Closed interval membership with the tolerance of DESIGN.md section 3."""
+    """Closed interval membership with the tolerance of docs/design.md, Statistics and their identities."""
     return window is None or (window[0] - WINDOW_TOL <= value <= window[1] + WINDOW_TOL)
 
 

@@ -8,7 +8,7 @@ when the caller has it), the attention probabilities are A_ij = exp(s_ij - lse_i
 
 - the column sums c_j = sum_{i in Q} A_ij give the incoming mass m_j = c_j / |Q|,
 - the entropy sum is sum_{i in Q} H_i = sum_{i in Q} lse_i - sum_{i in Q} sum_j A_ij s_ij
-  (DESIGN.md section 3; terms with A_ij = 0 contribute 0, so -inf biases are safe).
+  (docs/design.md, Statistics and their identities; terms with A_ij = 0 contribute 0, so -inf biases are safe).
 
 ``_stats_kernel`` makes one pass over QK^T for both: each program owns one block of BLOCK_N keys of
 one (batch row, head), loads those keys once, and walks every block of BLOCK_M query rows in Q. It

@@ -6,7 +6,7 @@ Scores are new variables of the store, one value per sample (``score_<output>``,
 ``score_clip_t``, ``score_hps_v2_1``), ``lpips_vs_baseline`` (LPIPS of each sample's image against
 the image of its baseline condition with the same prompt and seed; 0 for the baseline itself) and
 ``inception_pool3`` (sample, inception_feature) for FID_shift and KID with bootstrap CIs. Following
-the store discipline of DESIGN.md section 4, one process creates every new variable (filled with NaN)
+the store discipline of docs/design.md, The store, one process creates every new variable (filled with NaN)
 and a per-metric flag ``scored_<metric>`` (sample) before scoring; batches are then written as region
 writes, each batch's flags last, so a killed run resumes with the samples whose flag is unset. The
 metric's ``version_info()`` (packages, settings, weight files) is stored as JSON in the attributes of

@@ -11,7 +11,7 @@ up to the store's sizes, refuses a trace that needs larger axes or other sites),
 serialised by an exclusive lock on a sibling ``<store>.lock`` file; sweeps (many workers) instead
 pre-create their rows and write disjoint regions.
 
-Consolidated metadata is passed explicitly on every write and open (DESIGN.md section 4).
+Consolidated metadata is passed explicitly on every write and open (docs/design.md, The store).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Time writing one full-SD3-size sample through the sweep store path (DESIGN.md section 4).
+"""Time writing one full-SD3-size sample through the sweep store path (docs/design.md, The store).
 
 ``python -m interp.sweep.bench_write [--dtype float16|float32] [--repeats 3] [--dir DIR]``
 

@@ -1,6 +1,6 @@
 """Sweep stores: created once with every row, then filled by disjoint one-sample region writes.
 
-Design (DESIGN.md section 4)
+Design (docs/design.md, The store)
 ----------------------------
 :func:`create_store` writes, once and before any worker writes data, every array with all
 ``n_samples`` rows (one sample per chunk; large per-sample arrays are also split along their first
@@ -19,7 +19,7 @@ stray ``*.partial`` files, which :func:`remove_partials` deletes for samples tha
 writing.
 
 Compression: zarr's default (zstd) for everything except float variables with a ``key`` axis (full
-per-key mass), which barely compress (DESIGN.md section 4) and are stored uncompressed.
+per-key mass), which barely compress (docs/design.md, The store) and are stored uncompressed.
 """
 
 from __future__ import annotations
