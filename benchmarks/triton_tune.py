@@ -107,7 +107,7 @@ def check(ts, q: torch.Tensor, k: torch.Tensor, scale: float, n_img: int, label:
 
 def time_ms(fn: Callable[[], object], device: str, reps: int = 20) -> float:
     """Median over 3 rounds of the mean time of ``reps`` back-to-back calls, after one warm-up call."""
-    from interp.kernels.triton_tuning import timer
+    from triton_tuning import timer
 
     fn()
     return timer(torch.device(device))(fn, reps)
@@ -159,9 +159,9 @@ def main() -> int:
         return 2
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, where not installed
     import triton
+    import triton_tuning
 
     from interp.kernels import triton_stats as ts
-    from interp.kernels import triton_tuning
 
     dev = args.device
     shape = SD3 if dev == "cuda" else SMOKE

@@ -1,4 +1,4 @@
-"""``tracer.trace``: run a diffusers pipeline once with a plan of records (and, later, edits).
+"""``tracer.trace``: run a diffusers pipeline once with a plan of records and edits.
 
 Design
 ------

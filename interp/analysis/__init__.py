@@ -16,7 +16,6 @@ by traces or sweeps (and scored by ``interp score``) and writes markdown + CSV t
   condition is), :mod:`~interp.analysis.pairing` (pairing by prompt and seed),
   :mod:`~interp.analysis.effects` (paired effects and the noise floor, with ``interp.stats``),
   :mod:`~interp.analysis.tables`, :mod:`~interp.analysis.style`;
-- :mod:`~interp.analysis.synthetic`: SYNTHETIC stores with the real variable names, for tests.
 
 Statistics come from :mod:`interp.stats`; see ``docs/analyses.md`` for every table's definition.
 """

@@ -169,13 +169,6 @@ def conditions(ds: xr.Dataset) -> list[str]:
     return list(dict.fromkeys(strings(ds["condition"].values)))
 
 
-def require_conditions(ds: xr.Dataset, names: Sequence[str], *, analysis: str, hint: str = "") -> None:
-    have = conditions(ds)
-    missing = [n for n in names if n not in have]
-    if missing:
-        raise StoreLacks("condition", missing, analysis=analysis, have=have, hint=hint)
-
-
 def baseline_samples(ds: xr.Dataset, baseline: str, *, analysis: str) -> xr.Dataset:
     """The samples of the baseline condition (all samples of a store without conditions)."""
     if "condition" not in ds.variables:
@@ -230,17 +223,6 @@ def select_sites(ds: xr.Dataset, layers: Sequence[int | str] | None, *, analysis
     if missing:
         raise StoreLacks("layer", missing, analysis=analysis, have=paths, hint="record these layers in the sweep")
     return out
-
-
-def recorded_sites(da: xr.DataArray) -> list[str]:
-    """Sites at which ``da`` holds any finite (or non-negative, for integer keys) value."""
-    reduce = [d for d in da.dims if d != "site"]
-    if np.issubdtype(da.dtype, np.integer):
-        ok = (da >= 0).any(dim=reduce)
-    else:
-        ok = np.isfinite(da).any(dim=reduce)
-    ok = np.asarray(ok.values)
-    return [str(s) for s, keep in zip(da["site"].values, ok, strict=True) if keep]
 
 
 def same_prompt_repeats(prompts: np.ndarray) -> bool:

@@ -30,7 +30,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ import xarray as xr
 
 from interp.analysis.data import conditions as store_conditions
 from interp.analysis.errors import StoreLacks
+from interp.edits.spec import Edit, Operation, Scope, Selector
 
 SINK_SELECTORS = ("topk", "replay")
 
@@ -50,72 +51,49 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-def _window(value: Any) -> tuple[float, float] | None:
-    if value is None:
-        return None
-    a, b = value
-    return (float(a), float(b))
+_FIELDS = {
+    "selector": {f.name for f in fields(Selector)} - {"kind"},
+    "operation": {f.name for f in fields(Operation)},
+    "scope": {f.name for f in fields(Scope)},
+}
 
 
 @dataclass(frozen=True)
 class EditInfo:
-    """One edit of a condition, flattened from its selector / operation / scope."""
+    """One edit of a condition: the plan's own :class:`~interp.edits.spec.Edit`, parsed by the plan's
+    parser (so its parameters and defaults are the plan's, never re-declared here), read through flat
+    names: ``selector`` is the selector's kind, and every other field of its selector, operation and
+    scope by its own name (``k``, ``eta``, ``layers``, ``phase``, ...)."""
 
-    name: str = "edit"
-    selector: str = "topk"
-    k: int = 1
-    select: str = "head"
-    by: str = "used"
-    modality: str | None = None
-    match: str | None = None
-    keys: tuple[Any, ...] = ()
-    seed: int = 0
-    path: str = "score"
-    eta: float = 0.0
-    mode: str = "zero"
-    alpha: float = 0.0
-    mean_over: str | None = None
-    force_kernel: bool = False
-    layers: Any = "all"
-    steps: tuple[float, float] | None = None
-    phase: tuple[float, float] | None = None
-    sigma: tuple[float, float] | None = None
-    calls: tuple[int, ...] | None = None
-    branch: str = "both"
-    queries: str = "all"
-    heads: tuple[int, ...] | None = None
+    edit: Edit
 
     @classmethod
     def from_plan_item(cls, item: Mapping[str, Any]) -> EditInfo:
         sel = dict(item.get("selector") or {})
-        op = dict(item.get("operation") or {})
-        sc = dict(item.get("scope") or {})
-        layers = sc.get("layers", "all")
-        return cls(
-            name=str(item.get("name", sel.get("kind", "edit"))),
-            selector=str(sel.get("kind", "topk")),
-            k=int(sel.get("k", 1)),
-            select=str(sel.get("select", "head")),
-            by=str(sel.get("by", "used")),
-            modality=sel.get("modality"),
-            match=sel.get("match"),
-            keys=_freeze(sel.get("keys", ())),
-            seed=int(sel.get("seed", 0)),
-            path=str(op.get("path", "score")),
-            eta=float(op.get("eta", 0.0)),
-            mode=str(op.get("mode", "zero")),
-            alpha=float(op.get("alpha", 0.0)),
-            mean_over=op.get("mean_over"),
-            force_kernel=bool(op.get("force_kernel", False)),
-            layers=_freeze(layers) if isinstance(layers, list | tuple) else layers,
-            steps=_window(sc.get("steps")),
-            phase=_window(sc.get("phase")),
-            sigma=_window(sc.get("sigma")),
-            calls=_freeze(sc.get("calls")),
-            branch=str(sc.get("branch", "both")),
-            queries=str(sc.get("queries", "all")),
-            heads=_freeze(sc.get("heads")),
-        )
+        entry = {
+            "selector": sel,
+            "operation": dict(item.get("operation") or {}),
+            "scope": dict(item.get("scope") or {}),
+            "name": str(item.get("name", sel.get("kind", "edit"))),
+        }
+        return cls(Edit.from_dict(entry))
+
+    @property
+    def name(self) -> str:
+        return self.edit.name
+
+    @property
+    def selector(self) -> str:
+        return self.edit.selector.kind
+
+    def __getattr__(self, field: str) -> Any:
+        if field.startswith("__") or field == "edit":  # copy / pickle probe before ``edit`` is set
+            raise AttributeError(field)
+        for part in ("selector", "operation", "scope"):
+            item = getattr(self.edit, part)
+            if field in _FIELDS[part]:
+                return getattr(item, field)
+        raise AttributeError(f"EditInfo has no parameter {field!r}")
 
     @property
     def is_noop(self) -> bool:
@@ -282,9 +260,9 @@ class ConditionInfo:
 
 
 def _without(e: EditInfo, attr: str) -> tuple[Any, ...]:
-    d = dict(e.__dict__)
+    """Every parameter of the edit but ``attr`` (and its name), as sorted (name, value) pairs."""
+    d = {"selector": e.selector, **{f: getattr(e, f) for names in _FIELDS.values() for f in names}}
     d.pop(attr, None)
-    d.pop("name", None)
     return tuple(sorted(d.items(), key=lambda kv: kv[0]))
 
 

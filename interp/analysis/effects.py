@@ -26,7 +26,7 @@ import numpy as np
 
 from interp import stats
 from interp.analysis.context import Context
-from interp.analysis.data import delta_label, is_distance, metric_label
+from interp.analysis.data import delta_label, is_distance
 from interp.analysis.errors import StoreLacks
 from interp.analysis.pairing import Aligned, aligned
 from interp.analysis.tables import Column, Table, ci_cell, pval
@@ -293,10 +293,6 @@ def effect_table(
     columns += metric_columns(metrics, ctx.cfg.adjust)
     table = Table(name, title, columns, rows, [stats_note(ctx), floor_note(ctx, floor_name)])
     return table, effects
-
-
-def metric_title(metrics: Sequence[str]) -> str:
-    return ", ".join(metric_label(m) for m in metrics)
 
 
 def finite(x: float) -> bool:

@@ -3,7 +3,8 @@
 Design
 ------
 Every H2 comparison is paired: the edited run and its reference share prompt and seed (docs/design.md,
-Statistics and their identities). Samples of a sweep store are rows in any order (several workers fill them), so pairing is a
+Statistics and their identities).
+Samples of a sweep store are rows in any order (several workers fill them), so pairing is a
 join on the pairing coordinates (``AnalysisConfig.pair_by``, prompt and seed by default), never on row
 position. :func:`aligned` joins any number of conditions at once (inner join: a unit enters only when
 every condition has it) and returns one column per condition, plus the unit's prompt and tag; a

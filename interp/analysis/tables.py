@@ -86,14 +86,6 @@ class Column:
         return num(value, self.digits) if not isinstance(value, str) else value
 
 
-def est_column(header: str, prefix: str, digits: int = 4) -> Column:
-    return Column(header, fmt=lambda r, p=prefix, d=digits: ci_cell(r, p, d))
-
-
-def p_column(header: str, key: str) -> Column:
-    return Column(header, fmt=lambda r, k=key: pval(r.get(k)))
-
-
 @dataclass
 class Table:
     """A result table: ``name`` (file stem), ``title``, markdown ``columns``, raw ``rows``, ``notes``."""

@@ -2,7 +2,8 @@
 
 Design
 ------
-Identities (docs/design.md, Statistics and their identities; Kernels), for logits s_ij = scale * q_i . k_j over one call's keys and
+Identities (docs/design.md, Statistics and their identities; Kernels), for logits
+s_ij = scale * q_i . k_j over one call's keys and
 lse_i = log sum_j exp(s_ij):
 
 - entropy: H_i = lse_i - sum_j A_ij s_ij = lse_i - scale * q_i . (A K)_i. One fused attention pass

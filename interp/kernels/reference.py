@@ -11,7 +11,8 @@ Q in chunks sized so that one chunk of the attention matrix, (B, H, chunk, Nk) i
 s_ij = q_i . k_j * scale + b_ij, the row log-sum-exp lse_i and A = exp(s - lse), and accumulates:
 
 - column sums of A over Q (incoming mass m_j = (1/|Q|) sum_i A_ij),
-- per-row entropy through H_i = lse_i - sum_j A_ij s_ij (the identity of docs/design.md, Statistics and their identities; terms
+- per-row entropy through H_i = lse_i - sum_j A_ij s_ij (the identity of
+  docs/design.md, Statistics and their identities; terms
   with A_ij = 0 contribute 0, so -inf biases are safe),
 - per-row top-k probability sums for ``query_topk``.
 

@@ -53,7 +53,7 @@ choice never synchronises with the device. Precedence: a ``gpu_config(cfg, key)`
 variable, so other threads are unaffected), then a configuration installed process-wide with
 ``set_gpu_config(cfg, key)``, each first for the call's own key and then for ``key=None`` (every
 call), then the module default ``GPU_CONFIG`` (``INTERPRETER_CONFIG`` under the interpreter).
-``interp.kernels.triton_tuning`` finds a configuration for a shape (``tune``);
+``benchmarks/triton_tuning.py`` (a tool, not the library) finds a configuration for a shape (``tune``);
 ``benchmarks/triton_tune.py`` runs it at SD3 size.
 """
 

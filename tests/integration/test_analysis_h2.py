@@ -1,6 +1,6 @@
 """Every H2 analysis on a SYNTHETIC store with the edit, sweep and metric variable names.
 
-The store is a labelled test fixture (``interp.analysis.synthetic``: random numbers with chosen
+The store is a labelled test fixture (``tests/fixtures/analysis_store.py``: random numbers with chosen
 effects), written with ``to_zarr`` and opened like a sweep store. Each analysis must write its table
 (and figure); selected numbers are recomputed here by brute force; and a store that lacks an input
 must be refused with a message naming it. The lead's end-to-end test on a real sweep store comes later.
@@ -13,7 +13,7 @@ from interp import stats
 from interp.analysis import ANALYSES, AnalysisConfig, StoreLacks, run_analyses
 from interp.analysis.data import load
 from interp.analysis.fid import fid
-from interp.analysis.synthetic import SynthCondition, default_conditions, synthetic_store
+from tests.fixtures.analysis_store import SynthCondition, default_conditions, synthetic_store
 
 CFG = AnalysisConfig(n_resamples=199, fid_resamples=20, n_qualitative=2)
 H1 = {"h1_dynamics", "sink_identity", "index0_overlap"}

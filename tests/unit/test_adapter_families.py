@@ -55,4 +55,4 @@ def test_declarations_match_the_built_in_pipeline(adapter):
 
 
 def test_tiny_registry_is_the_adapters_declarations():
-    assert SUPPORTED_TINY == tuple(v for a in ADAPTERS for v in a.tiny_variants)
+    assert tuple(v for a in ADAPTERS for v in a.tiny_variants) == SUPPORTED_TINY

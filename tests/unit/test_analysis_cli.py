@@ -6,7 +6,7 @@ import pytest
 
 from interp.analysis import ANALYSES, resolve
 from interp.analysis.cli import add_analyze_command, list_text, main, script_main
-from interp.analysis.synthetic import default_conditions, synthetic_store
+from tests.fixtures.analysis_store import default_conditions, synthetic_store
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +68,22 @@ def test_exit_codes_and_messages(small_store, tmp_path, capsys):
 def test_script_entry_point(small_store, tmp_path, capsys):
     assert script_main("noop", [str(small_store), "--out", str(tmp_path), "--resamples", "99"]) == 0
     assert (tmp_path / "table17_noop.md").read_text().startswith("## Table 17")
+
+
+def test_analyses_folder_has_one_entry_point_per_registered_analysis():
+    """``analyses/`` holds only entry points: each script runs one analysis of ``interp.analysis`` by name
+    (the same as ``interp analyze --only NAME``), and every registered analysis has its script."""
+    import re
+    from pathlib import Path
+
+    from interp.analysis.registry import ANALYSES
+
+    folder = Path(__file__).resolve().parents[2] / "analyses"
+    named = []
+    for script in sorted(folder.glob("*.py")):
+        if script.name == "run_all.py":
+            continue
+        names = re.findall(r'script_main\("([a-z0-9_]+)"\)', script.read_text(encoding="utf-8"))
+        assert len(names) == 1, f"{script.name} is not a one-analysis entry point"
+        named.extend(names)
+    assert sorted(named) == sorted(a.name for a in ANALYSES)

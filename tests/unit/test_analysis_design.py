@@ -8,7 +8,7 @@ import xarray as xr
 
 from interp.analysis.design import Design, EditInfo
 from interp.analysis.errors import StoreLacks
-from interp.analysis.synthetic import SynthCondition, default_conditions, edit
+from tests.fixtures.analysis_store import SynthCondition, default_conditions, edit
 
 
 def store_of(conds: list[SynthCondition], attrs: bool = True) -> xr.Dataset:

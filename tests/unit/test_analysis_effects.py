@@ -9,7 +9,7 @@ from interp.analysis.config import AnalysisConfig
 from interp.analysis.context import Context
 from interp.analysis.data import load, metric_variables
 from interp.analysis.effects import adjust, effect_table, noise_floor, paired_effect
-from interp.analysis.synthetic import synthetic_store
+from tests.fixtures.analysis_store import synthetic_store
 
 CFG = AnalysisConfig(n_resamples=499, fid_resamples=10)
 

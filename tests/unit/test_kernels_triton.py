@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from interp.kernels import gpu, triton_stats, triton_tuning
+from benchmarks import triton_tuning
+from interp.kernels import gpu, triton_stats
 from interp.kernels.reference import StatRequest, attention_stats
 from interp.kernels.triton_stats import LaunchConfig, PassConfig
 

@@ -1,6 +1,6 @@
 """Time writing one full-SD3-size sample through the sweep store path (docs/design.md, The store).
 
-``python -m interp.sweep.bench_write [--dtype float16|float32] [--repeats 3] [--dir DIR]``
+``python benchmarks/bench_write.py [--dtype float16|float32] [--repeats 3] [--dir DIR]``
 
 A trace dataset of SD3-medium's size at 1024 px is synthesised with the tracing core's own schema
 function (``interp.store.schema.trace_dataset``): 24 joint sites x 28 steps x 1 call x 2 branches x
