@@ -105,6 +105,9 @@ class Plan:
     """An immutable, JSON-serialisable list of plan items (records now; edits join them later)."""
 
     items: tuple[Any, ...] = field(default_factory=tuple)
+    sources: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """Live objects the plan's items name by id (``patch(source=trace)``: the source ``Trace``); held
+    by the plan, so a source lives as long as a plan that patches from it. Not serialised."""
 
     @property
     def records(self) -> tuple[Record, ...]:
@@ -154,6 +157,9 @@ def _tuplify(entry: dict[str, Any]) -> dict[str, Any]:
 # --- collection through a context variable -------------------------------------------------------
 
 _OPEN_PLAN: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar("interp_open_plan", default=None)
+_OPEN_SOURCES: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "interp_open_plan_sources", default=None
+)
 
 
 def _append(item: Any, caller: str) -> Any:
@@ -168,14 +174,27 @@ def _append(item: Any, caller: str) -> Any:
 
 def open_plan(initial: Plan | None = None) -> contextvars.Token:
     """Start collecting plan items in this context (used by the tracer), seeded with ``initial``."""
+    _OPEN_SOURCES.set(dict(initial.sources) if initial is not None else {})
     return _OPEN_PLAN.set(list(initial.items) if initial is not None else [])
 
 
 def close_plan(token: contextvars.Token) -> Plan:
     """Stop collecting and return the finished plan (used by the tracer)."""
     items = _OPEN_PLAN.get() or []
+    sources = _OPEN_SOURCES.get() or {}
     _OPEN_PLAN.reset(token)
-    return Plan(tuple(items))
+    _OPEN_SOURCES.set(None)
+    return Plan(tuple(items), sources=dict(sources))
+
+
+def add_source(key: str, obj: Any, caller: str) -> None:
+    """Hold ``obj`` (named ``key`` by a plan item) in the open plan (``patch(source=trace)``)."""
+    sources = _OPEN_SOURCES.get()
+    if sources is None:
+        raise RuntimeError(
+            f"{caller}() declares part of a plan and must be called inside `with tracer.trace(pipe, ...):`"
+        )
+    sources[key] = obj
 
 
 def _as_tuple(value: str | Sequence[str]) -> tuple[str, ...]:

@@ -36,7 +36,6 @@ import xarray as xr
 from interp.adapters import adapter_for
 from interp.adapters.base import BRANCHES
 from interp.clock import StepClock
-from interp.edits.patching import register as register_source
 from interp.edits.validate import validate_edits
 from interp.maps_budget import check_map_budget
 from interp.observe import Observer, site_requests
@@ -97,7 +96,6 @@ class Trace:
         self.pipeline_kwargs = pipeline_kwargs
         self.initial_plan = plan
         self.captured: dict = {}
-        self.patch_id = register_source(self)
         self.plan: Plan | None = None
         self.output: Any = None
         self.stats: xr.Dataset | None = None

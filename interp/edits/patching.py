@@ -9,34 +9,30 @@ alive). The two traces are matched by site, step, call and branch.
 
 from __future__ import annotations
 
-import itertools
-import weakref
+from collections.abc import Mapping
 from typing import Any
 
 from interp.plan import PlanError
 
-_SOURCES: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
-_IDS = itertools.count()
+
+def source_id(trace: Any) -> str:
+    """The id a plan item uses for a source trace (unique among live objects; the plan that names it
+    holds the trace in ``Plan.sources``, so the id cannot be reused while the plan exists)."""
+    return f"trace:{id(trace)}"
 
 
-def register(trace: Any) -> str:
-    key = f"trace:{next(_IDS)}"
-    _SOURCES[key] = trace
-    return key
-
-
-def lookup(key: str) -> Any:
-    trace = _SOURCES.get(key)
+def lookup(sources: Mapping[str, Any], key: str) -> Any:
+    trace = sources.get(key)
     if trace is None:
-        raise PlanError(f"patch source {key} is gone: keep the source Trace object alive while patching from it")
+        raise PlanError(f"patch source {key} is not held by this plan: declare patch(source=trace) in it")
     if trace.output is None:
         raise PlanError("the patch source trace has not run yet")
     return trace
 
 
-def check_source(key: str, sites: list[str]) -> None:
+def check_source(sources: Mapping[str, Any], key: str, sites: list[str]) -> None:
     """Before generation: the source ran, and captured every site the patch needs."""
-    trace = lookup(key)
+    trace = lookup(sources, key)
     have = {path for path, _, _ in trace.captured}
     missing = [s for s in sites if s not in have]
     if missing:

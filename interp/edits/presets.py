@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from interp.edits.patching import source_id
 from interp.edits.spec import Edit, Operation, Scope, Selector
-from interp.plan import _append
+from interp.plan import _append, add_source
 
 SCOPE_KEYS = ("steps", "phase", "sigma", "calls", "branch", "queries", "heads")
 
@@ -212,9 +213,10 @@ def patch(
 
     ``source`` is a finished ``Trace`` whose plan had ``record("capture", layers=...)``.
     """
-    sid = getattr(source, "patch_id", None)
-    if sid is None:
+    if not hasattr(source, "captured"):
         raise TypeError("patch(source=...) takes a Trace object traced with record('capture', ...)")
+    sid = source_id(source)
+    add_source(sid, source, "patch")
     sel = Selector(kind="keys", keys=tuple(keys), k=len(keys)) if keys is not None else Selector(kind="none", k=0)
     op = Operation("patch", target=target, source=sid)
     return _append(Edit(sel, op, _scope(_layer(layer, layers), scope), name or f"patch_{target}"), "patch")

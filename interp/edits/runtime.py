@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -158,7 +158,7 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
             member = pairs[..., None].expand(b, h, nk)
         op = e.operation
         if op.path == "patch":
-            src = patch_source(obs, op.source, site.path, branches, dev)
+            src = patch_source(obs, obs.replay[ei], site.path, branches, dev)
             if op.target == "values":
                 base = values if values is not None else v
                 values = torch.where(member[..., None], src["v"].to(base.dtype), base)
@@ -218,11 +218,9 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
     return result
 
 
-def patch_source(obs: Observer, source: str, path: str, branches: list[str], device: torch.device) -> dict[str, Tensor]:
+def patch_source(obs: Observer, source: Any, path: str, branches: list[str], device: torch.device) -> dict[str, Tensor]:
     """The source trace's captured values and output at this site, step and call, rows by branch."""
-    from interp.edits.patching import lookup
-
-    entry = lookup(source).captured.get((path, obs.clock.step, obs.clock.call))
+    entry = source.captured.get((path, obs.clock.step, obs.clock.call))
     if entry is None:
         raise PlanError(f"patch source has no capture of {path} at step {obs.clock.step}, call {obs.clock.call}")
     rows = []

@@ -4,14 +4,16 @@
 - budgets fit the token layout the call will have (k no larger than the keys that can be chosen, of
   the chosen modality, and never every key), when the adapter can predict the layout from the call
   arguments (``Adapter.planned_layout``); otherwise the same check runs at the site's first call;
-- replay sources exist, match this trace's prompt and seed, and recorded enough keys at the sites.
+- replay sources exist, match this trace's prompt and seed, and recorded enough keys at the sites;
+- patch sources are held by the plan, ran, and captured the sites (returned with the replay sources,
+  per edit index: the observer's ``replay`` holds each edit's source).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from interp.edits.patching import check_source
+from interp.edits.patching import check_source, lookup
 from interp.edits.replay import ReplaySource
 from interp.edits.select import check_budget
 from interp.plan import Plan, PlanError
@@ -37,7 +39,8 @@ def validate_edits(plan: Plan, requests: list, denoiser: Any, adapter: Any, pipe
                 if layout is not None:
                     check_budget(e.selector, layout, f"edit {e.name!r} at {site.path}")
         if e.operation.path == "patch":
-            check_source(e.operation.source, [s.path for s in chosen])
+            check_source(plan.sources, e.operation.source, [s.path for s in chosen])
+            replay[ei] = lookup(plan.sources, e.operation.source)  # the per-edit source the kernel reads
         if e.selector.kind == "replay":
             replay[ei] = ReplaySource(
                 e.selector.source,

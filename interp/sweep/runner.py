@@ -64,7 +64,7 @@ from interp.sweep.store import (
     store_attrs,
     wait_for_store,
 )
-from interp.sweep.writer import BackgroundWriter, WriteJob, WriterStats
+from interp.sweep.writer import BackgroundWriter, FaultHook, WriteJob, WriterStats
 
 
 class SweepError(RuntimeError):
@@ -417,8 +417,10 @@ def run(
     pipe: Any = None,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
+    fault: FaultHook | None = None,
 ) -> SweepResult:
-    """Run (or resume) a sweep; see the module docstring. ``pipe`` reuses an already built pipeline."""
+    """Run (or resume) a sweep; see the module docstring. ``pipe`` reuses an already built pipeline;
+    ``fault`` (tests) is called at each point of each sample's write (``writer.FAULT_POINTS``)."""
     t_start = time.perf_counter()
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
     cfg = _as_config(config)
@@ -436,7 +438,7 @@ def run(
         if pipe is None:
             pipe = load_pipeline(cfg, distributed.device_for(info, cfg.model.device))
         prep = prepare(cfg, pipe, probe=table[0])
-        return _run(cfg, pipe, prep, path, info, prompts, table, identity, progress, say, t_start)
+        return _run(cfg, pipe, prep, path, info, prompts, table, identity, progress, say, t_start, fault)
     finally:
         distributed.destroy(created_group)
 
@@ -453,6 +455,7 @@ def _run(
     progress: bool | None,
     say: Callable[[str], None],
     t_start: float,
+    fault: FaultHook | None = None,
 ) -> SweepResult:
     n = len(table)
     existing = is_zarr_store(path)
@@ -483,7 +486,9 @@ def _run(
 
     generate_s = 0.0
     generated = 0
-    writer = BackgroundWriter(open_for_writing, maxsize=cfg.run.writer_queue, inline=cfg.run.writer == "inline")
+    writer = BackgroundWriter(
+        open_for_writing, maxsize=cfg.run.writer_queue, inline=cfg.run.writer == "inline", fault=fault
+    )
     with writer:
         for specs in groups.values():
             todo = [s for s in specs if not done[s.index]]

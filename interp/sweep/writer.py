@@ -13,18 +13,17 @@ and for debugging). Conforming a trace to the store's layout is done in the writ
 The store is opened lazily by the first job (``open_store``, which may wait for rank 0 to create it),
 so a rank's first generation overlaps the wait.
 
-Fault injection (tests): ``INTERP_SWEEP_FAULT="<point>:<sample>[,<point>:<sample>...]"`` makes the
-process SIGKILL itself when the writer reaches ``point`` while writing ``sample``; points are
+Fault injection (tests): ``fault``, a callable the caller injects (``runner.run(..., fault=...)``),
+is called with ``(point, sample)`` at each point of a sample's write; the kill-and-resume tests pass one
+that SIGKILLs the process (``tests/integration/_sweep_kill.py``). Points (``FAULT_POINTS``):
 ``before_data``, ``mid_data`` (after half of the sample's arrays), ``before_done`` (all data written,
-flag not yet) and ``after_done``.
+flag not yet) and ``after_done``. Library code never reads an environment variable to kill itself.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -37,27 +36,11 @@ import xarray as xr
 from interp.sweep.layout import per_sample_names
 from interp.sweep.store import SampleStore
 
-FAULT_ENV = "INTERP_SWEEP_FAULT"
 FAULT_POINTS = ("before_data", "mid_data", "before_done", "after_done")
+"""Where a sample's write calls the injected ``fault`` hook."""
 
-
-def fault_hook_from_env() -> Callable[[str, int], None] | None:
-    """The SIGKILL hook the env var asks for, or None (the normal case)."""
-    spec = os.environ.get(FAULT_ENV, "").strip()
-    if not spec:
-        return None
-    targets: set[tuple[str, int]] = set()
-    for part in spec.split(","):
-        point, _, sample = part.strip().partition(":")
-        if point not in FAULT_POINTS or not sample.strip().isdigit():
-            raise ValueError(f"{FAULT_ENV}={spec!r}: expected <point>:<sample> with point in {FAULT_POINTS}")
-        targets.add((point, int(sample)))
-
-    def hook(point: str, sample: int) -> None:
-        if (point, sample) in targets:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return hook
+FaultHook = Callable[[str, int], None]
+"""``fault(point, sample)``: called at each of ``FAULT_POINTS`` while ``sample`` is written (tests)."""
 
 
 @dataclass
@@ -84,10 +67,11 @@ class BackgroundWriter:
         maxsize: int = 2,
         inline: bool = False,
         on_written: Callable[[int], None] | None = None,
+        fault: FaultHook | None = None,
     ) -> None:
         self._open_store = open_store
         self._store: SampleStore | None = None
-        self._fault = fault_hook_from_env()
+        self._fault = fault
         self._on_written = on_written
         self.inline = inline
         self.stats = WriterStats()

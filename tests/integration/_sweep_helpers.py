@@ -90,7 +90,6 @@ def write_config(folder: Path, text: str = CONFIG, name: str = "sweep.toml") -> 
 
 def env(**extra: str) -> dict[str, str]:
     e = dict(os.environ)
-    e.pop("INTERP_SWEEP_FAULT", None)
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         e.pop(k, None)
     e.update({"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **extra})
@@ -103,6 +102,15 @@ def sweep_cmd(config: Path, store: Path) -> list[str]:
 
 def run_cli(config: Path, store: Path, **extra_env: str) -> subprocess.CompletedProcess:
     return subprocess.run(sweep_cmd(config, store), env=env(**extra_env), capture_output=True, text=True, timeout=600)
+
+
+def kill_cmd(config: Path, store: Path, faults: str) -> list[str]:
+    """A sweep that SIGKILLs itself at the write points ``faults`` (``point:sample,...``)."""
+    return [sys.executable, str(ROOT / "tests" / "integration" / "_sweep_kill.py"), str(config), str(store), faults]
+
+
+def run_killed(config: Path, store: Path, faults: str) -> subprocess.CompletedProcess:
+    return subprocess.run(kill_cmd(config, store, faults), env=env(), capture_output=True, text=True, timeout=600)
 
 
 def open_raw(path: Path) -> xr.Dataset:

@@ -1,7 +1,8 @@
 """Resume after SIGKILL and distribution under torchrun: the store always ends equal to one uninterrupted
 single-process run (values, images, coordinates, attributes; only wall-clock timings differ).
 
-Each sweep runs in a subprocess (the fault hook SIGKILLs the process itself; torchrun starts its own),
+Each sweep runs in a subprocess (a fault hook injected into the runner SIGKILLs the
+process itself, ``_sweep_kill.py``; torchrun starts its own),
 all with one torch thread, so the numerics are those of the reference run.
 """
 
@@ -22,10 +23,11 @@ from tests.integration._sweep_helpers import (
     assert_stores_equal,
     done_flags,
     env,
+    kill_cmd,
     open_raw,
     partial_files,
     reference,
-    run_cli,
+    run_killed,
     sweep_cmd,
     tiny_sd3,
 )
@@ -52,7 +54,7 @@ def test_sigkill_at_chosen_points_then_resume_equals_uninterrupted(ref, tmp_path
     finished: dict[int, float] = {}
     # inside a sample's write, between a sample's data and its done flag, between samples
     for point, sample in [("mid_data", 4), ("before_done", 10), ("after_done", 17)]:
-        r = run_cli(config, store, INTERP_SWEEP_FAULT=f"{point}:{sample}")
+        r = run_killed(config, store, f"{point}:{sample}")
         assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
         done = done_flags(store)
         first_pending = sample + 1 if point == "after_done" else sample
@@ -104,10 +106,13 @@ def test_sigkill_at_random_times_then_resume_equals_uninterrupted(ref, tmp_path)
     assert_stores_equal(store, ref)
 
 
-def _torchrun(config, store, nproc=2, **extra_env):
+def _torchrun(config, store, nproc=2, faults=None):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    cmd += sweep_cmd(config, store)[1:]  # "-m interp.sweep.cli sweep CONFIG --store STORE --no-progress"
-    return subprocess.run(cmd, env=env(**extra_env), capture_output=True, text=True, timeout=600)
+    if faults is None:
+        cmd += sweep_cmd(config, store)[1:]  # "-m interp.sweep.cli sweep CONFIG --store STORE --no-progress"
+    else:
+        cmd += kill_cmd(config, store, faults)[1:]  # the kill script with its fault hook
+    return subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600)
 
 
 def test_two_ranks_under_torchrun_fill_one_store_equal_to_one_process(ref, tmp_path):
@@ -126,7 +131,7 @@ def test_a_killed_torchrun_sweep_is_completed_by_one_process(ref, tmp_path):
     another number of processes completes the store."""
     config, ref, _ = ref
     store = tmp_path / "s.zarr"
-    r = _torchrun(config, store, INTERP_SWEEP_FAULT="before_done:10")  # prompt 3: rank 1's
+    r = _torchrun(config, store, faults="before_done:10")  # prompt 3: rank 1's
     assert r.returncode != 0
     done = done_flags(store)
     assert not done[10] and not done.all()  # rank 1's sample in flight is lost, nothing else is wrong

@@ -22,7 +22,7 @@ from interp.sweep.store import (
     remove_partials,
     remove_stale_creations,
 )
-from interp.sweep.writer import BackgroundWriter, WriteJob, fault_hook_from_env
+from interp.sweep.writer import FAULT_POINTS, BackgroundWriter, WriteJob
 
 SITES = [SiteInfo(f"blocks.{i}.attn", i, "joint", True, "joint", "joint") for i in range(3)]
 ORDER = [s.path for s in SITES]
@@ -226,17 +226,25 @@ def test_writer_errors_reach_the_generating_thread(tmp_path):
         w2.submit(WriteJob(1, small_trace(), _extra()))
 
 
-def test_fault_env_is_validated(monkeypatch):
-    monkeypatch.setenv("INTERP_SWEEP_FAULT", "somewhere:3")
+def test_kill_hook_spec_is_validated():
+    from tests.integration._sweep_kill import kill_at
+
     with pytest.raises(ValueError, match="point"):
-        fault_hook_from_env()
-    monkeypatch.setenv("INTERP_SWEEP_FAULT", "mid_data:3, after_done:7")
-    hook = fault_hook_from_env()
+        kill_at("somewhere:3")
+    hook = kill_at("mid_data:3, after_done:7")
     hook("mid_data", 4)  # not a target: returns
-    monkeypatch.delenv("INTERP_SWEEP_FAULT")
-    assert fault_hook_from_env() is None
 
 
+@pytest.mark.parametrize("inline", [False, True])
+def test_writer_calls_the_injected_fault_hook_at_every_point(tmp_path, inline):
+    traces = [small_trace(seed=i) for i in range(2)]
+    path, _ = _new_store(tmp_path, traces[:1])
+    seen = []
+    hook = lambda p, i: seen.append((p, i))  # noqa: E731
+    with BackgroundWriter(lambda: SampleStore(path), maxsize=1, inline=inline, fault=hook) as w:
+        for i, t in enumerate(traces):
+            w.submit(WriteJob(i, t, _extra()))
+    assert seen == [(p, i) for i in range(2) for p in FAULT_POINTS]
 def test_xarray_reads_a_sweep_store_like_a_trace_store(tmp_path):
     a = small_trace(seed=1)
     path, _ = _new_store(tmp_path, [a])
