@@ -52,8 +52,11 @@ from diffusers import SD3Transformer2DModel
 import interp
 from interp import mask_topk, record, tracer
 from interp.kernels import gpu, triton_stats
+from interp.kernels.cache import KernelCache
 from interp.kernels.reference import StatRequest, activation_norms, attention_stats
 from interp.sites.intercept import Installation, SiteHooks
+
+CACHE = KernelCache()  # the kernel memo a trace's observer owns; one for the direct kernel timings here
 
 SD3_MEDIUM = dict(
     sample_size=128, patch_size=2, in_channels=16, num_layers=24, attention_head_dim=64, num_attention_heads=24,
@@ -164,13 +167,13 @@ def kernel_breakdown(
     k = torch.randn(2, n_tok, heads, 64, device=device, generator=g, dtype=dtype).transpose(1, 2)
     v = torch.randn_like(k)
     rows = torch.arange(n_img, device=device)
-    _, lse = gpu.sdpa_with_lse(q, k, v, scale=0.125)
+    _, lse = gpu.sdpa_with_lse(q, k, v, scale=0.125, cache=CACHE)
     req = StatRequest(mass=True, entropy=True, mass_topk=True)
     key_bias = torch.zeros(2, heads, 1, n_tok, device=device)
     key_bias[..., 7] = float("-inf")
     cases = {
         "public SDPA (the layer's attention)": lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v),
-        "sdpa_with_lse (same, + LSE)": lambda: gpu.sdpa_with_lse(q, k, v, scale=0.125),
+        "sdpa_with_lse (same, + LSE)": lambda: gpu.sdpa_with_lse(q, k, v, scale=0.125, cache=CACHE),
         "triton row_lse pass": lambda: triton_stats.row_lse(q, k, scale=0.125, rows=rows),
         "triton stats pass (given LSE)": lambda: triton_stats.mass_entropy_sums(q, k, scale=0.125, rows=rows, lse=lse),
         "mass+entropy+mass_topk, triton, own LSE": lambda: gpu.gpu_stats(
@@ -184,7 +187,7 @@ def kernel_breakdown(
         "activation norms of the layer output (pre_out, 2 streams x 2 ords)": lambda: activation_norms(
             v, {"image": rows, "text": torch.arange(n_img, n_tok, device=device)}, ("2", "inf")),
         "query_topk, 256-row subsample": lambda: gpu.gpu_stats(
-            q, k, scale=0.125, query_rows=rows, request=StatRequest(query_topk=True)),
+            q, k, scale=0.125, query_rows=rows, request=StatRequest(query_topk=True), cache=CACHE),
         "exact reference path (chunked fp32)": lambda: attention_stats(
             q, k, scale=0.125, query_rows=rows, request=req),
         "materialise fp32 QK^T softmax": lambda: torch.softmax(q.float() @ k.float().transpose(-1, -2) * 0.125, -1),
@@ -328,7 +331,7 @@ def lse_diagnostic(pipe, kw, layer: int) -> dict:
             except Exception as exc:
                 res[f"{layout}/{name}"] = {"error": repr(exc)[:300]}
     res["sdpa_with_lse_verified"] = {str(key[0]) + " " + str(tuple(key[1])) + " " + str(key[4]): ok
-                                     for key, ok in gpu._LSE_VERIFIED.items()}  # fmt: skip
+                                     for key, ok in CACHE.lse_verified.items()}  # fmt: skip
     return res
 
 

@@ -30,6 +30,7 @@ from interp.clock import StepClock
 from interp.edits.runtime import EditResult, apply_edits
 from interp.edits.select import candidates_of
 from interp.edits.spec import Edit, in_window
+from interp.kernels.cache import KernelCache
 from interp.kernels.lse_path import compute_stats
 from interp.kernels.reference import StatRequest, activation_norms, attention_map, mask_to_bias
 from interp.kernels.transfer import to_host
@@ -153,6 +154,7 @@ class Observer:
         self.site_shapes: dict[str, tuple[int, int]] = {}
         self.map_index: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
         self.captured: dict[tuple[str, int, int], dict[str, Any]] = {}  # (site, step, call) -> v, out
+        self.kernel_cache = KernelCache()  # what the kernels learn once per shape, for this trace only
 
     # --- token layouts and query sets ----------------------------------------------------------
     def layout(self, name: str, branch: str, n_keys: int) -> TokenLayout:
@@ -277,7 +279,13 @@ class Observer:
         from interp.kernels.gpu import sdpa_with_lse
 
         return sdpa_with_lse(
-            call.q, call.k, call.v, scale=call.scale_arg, dropout_p=call.dropout_p, is_causal=call.is_causal
+            call.q,
+            call.k,
+            call.v,
+            scale=call.scale_arg,
+            dropout_p=call.dropout_p,
+            is_causal=call.is_causal,
+            cache=self.kernel_cache,
         )
 
     def _records(
@@ -322,6 +330,7 @@ class Observer:
                     kernel=kernel,
                     lse=lse if edited is None else edited.lse,  # a kernel's own, for these very logits
                     bias_rows=bias_rows,
+                    cache=self.kernel_cache,
                 )
             if "capture" in rec.stats and out is not None and "after" in wanted:
                 self.captured[(site.path, step, ccall)] = {

@@ -186,7 +186,9 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
         out = call.run_original()
         result = EditResult(out, None, None, False)
     elif whole:
-        out, lse = edited_attention_lse(q, k, v, scale=call.scale, key_bias=key_bias, values=values)
+        out, lse = edited_attention_lse(
+            q, k, v, scale=call.scale, key_bias=key_bias, values=values, cache=obs.kernel_cache
+        )
         result = EditResult(out, key_bias, None, True, lse)
     else:
         partial = rows is not None or not all_pairs

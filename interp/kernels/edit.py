@@ -32,15 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from interp.kernels.cache import KernelCache
 from interp.kernels.gpu import cudnn_with_lse
 
 
 def rounded_bias(key_bias: Tensor, dtype: torch.dtype) -> Tensor:
     """The per-key bias as the kernel applies it: rounded to the attention's dtype, back in fp32."""
     return key_bias.to(dtype).float()
-
-
-_CUDNN_OK: dict[tuple, bool] = {}
 
 
 def _padded_bias(key_bias: Tensor, nq: int, dtype: torch.dtype) -> Tensor:
@@ -53,33 +51,44 @@ def _padded_bias(key_bias: Tensor, nq: int, dtype: torch.dtype) -> Tensor:
     return padded[..., :nk].expand(b, h, nq, nk)
 
 
-def _cudnn_with_lse(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor, scale: float) -> tuple[Tensor, Tensor] | None:
+def _cudnn_with_lse(
+    q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor, scale: float, cache: KernelCache | None
+) -> tuple[Tensor, Tensor] | None:
     """cuDNN attention with the per-key bias, plus its row log-sum-exp (fp32); None where cuDNN refuses.
 
     cuDNN is what public SDPA runs for these shapes on Hopper (the memory-efficient kernel took 2.8 ms
     against cuDNN's 0.58 at SD3 size on an H200). The first call of each shape is checked against
-    public SDPA with the same mask (bf16 tolerance; one host sync, once) before the op is trusted.
+    public SDPA with the same mask (bf16 tolerance; one host sync, once per ``cache``, the trace's memo)
+    before the op is trusted.
     """
     key = (q.shape, k.shape, v.shape, q.stride(), k.stride(), v.stride(), q.dtype, q.device, scale)
-    if not _CUDNN_OK.get(key, True):
+    ok = cache.cudnn_ok if cache is not None else {}
+    if not ok.get(key, True):
         return None
     try:
         out, lse = cudnn_with_lse(q, k, v, scale=scale, attn_bias=_padded_bias(key_bias, q.shape[-2], q.dtype))
     except RuntimeError:
-        _CUDNN_OK[key] = False
+        ok[key] = False
         return None
     lse = lse.float()
-    if key not in _CUDNN_OK:
+    if key not in ok:
         ref = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias[:, :, None, :].to(q.dtype), scale=scale)
         close = torch.allclose(out.float(), ref.float(), rtol=2e-2, atol=2e-2) and bool(torch.isfinite(lse).all())
-        _CUDNN_OK[key] = close
+        ok[key] = close
         if not close:
             return None
     return out, lse
 
 
 def edited_attention_lse(
-    q: Tensor, k: Tensor, v: Tensor, *, scale: float, key_bias: Tensor, values: Tensor | None
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    scale: float,
+    key_bias: Tensor,
+    values: Tensor | None,
+    cache: KernelCache | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """The edit over the whole scope with a per-key bias: (output, row log-sum-exp or None).
 
@@ -89,7 +98,7 @@ def edited_attention_lse(
     """
     vv = v if values is None else values
     if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and q.shape[-1] == vv.shape[-1]:
-        res = _cudnn_with_lse(q, k, vv, key_bias, scale)
+        res = _cudnn_with_lse(q, k, vv, key_bias, scale, cache)
         if res is not None:
             return res
     out = F.scaled_dot_product_attention(q, k, vv, attn_mask=key_bias[:, :, None, :].to(q.dtype), scale=scale)

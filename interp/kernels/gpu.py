@@ -27,7 +27,8 @@ output is bit-identical; verified once per shape where the op differs from publi
 also returns the row log-sum-exp that the flash, memory-efficient and cuDNN kernels can return; with
 it the statistics cost one extra pass instead of two. The math backend and masked calls give
 ``None``, and the statistics compute it themselves. Apart from that one-time verification, nothing
-here calls ``.item()`` or otherwise synchronises with the host.
+here calls ``.item()`` or otherwise synchronises with the host. What is learnt once per shape lives in
+the caller's ``KernelCache`` (the trace's), never in this module.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from interp.kernels import triton_stats
+from interp.kernels.cache import KernelCache
 from interp.kernels.reference import StatRequest, attention_stats, mass_summaries
 
 BACKENDS = ("auto", "triton", "swapped")
@@ -87,19 +89,20 @@ def options(**changes: object) -> Iterator[GPUOptions]:
 
 
 # --- query_topk on a seeded subsample ------------------------------------------------------------
-_SAMPLE_CACHE: dict[tuple[int, int, int, str], Tensor] = {}
-
-
-def sample_positions(n: int, size: int | None, seed: int, device: torch.device) -> Tensor | None:
-    """Sorted positions (into a query set of ``n`` rows) of the seeded subsample; None: use all rows."""
+def sample_positions(
+    n: int, size: int | None, seed: int, device: torch.device, cache: KernelCache | None = None
+) -> Tensor | None:
+    """Sorted positions (into a query set of ``n`` rows) of the seeded subsample; None: use all rows.
+    ``cache``: the trace's memo (the positions are copied to the device once per trace)."""
     if size is None or size >= n:
         return None
+    memo = cache.sample_positions if cache is not None else {}
     key = (n, size, seed, str(device))
-    if key not in _SAMPLE_CACHE:
+    if key not in memo:
         gen = torch.Generator("cpu").manual_seed(seed)
         pos = torch.randperm(n, generator=gen)[:size].sort().values
-        _SAMPLE_CACHE[key] = pos.to(device)
-    return _SAMPLE_CACHE[key]
+        memo[key] = pos.to(device)
+    return memo[key]
 
 
 def query_topk_mean(
@@ -206,6 +209,7 @@ def gpu_stats(
     bias: Tensor | None = None,
     lse: Tensor | None = None,
     opts: GPUOptions | None = None,
+    cache: KernelCache | None = None,
 ) -> dict[str, Tensor]:
     """Statistics of one attention call on CUDA, same contract as ``reference.attention_stats``.
 
@@ -239,7 +243,7 @@ def gpu_stats(
         only = request.only(("column_sums", "entropy_sums"))
         out.update(attention_stats(q, k, scale=scale, query_rows=query_rows, request=only, bias=bias))
     if request.needs_row_topk:
-        pos = sample_positions(n, opts.query_topk_sample, opts.seed, query_rows.device)
+        pos = sample_positions(n, opts.query_topk_sample, opts.seed, query_rows.device, cache)
         rows = query_rows if pos is None else query_rows.index_select(0, pos)
         out["query_topk"] = query_topk_mean(
             q, k, scale=scale, rows=rows, k_top=request.k, bias=bias, chunk_bytes=opts.chunk_bytes
@@ -248,7 +252,6 @@ def gpu_stats(
 
 
 # --- the forward's log-sum-exp -------------------------------------------------------------------
-_LSE_VERIFIED: dict[tuple, bool] = {}
 
 
 def _with_lse_op(q: Tensor, k: Tensor, v: Tensor, choice: int, scale: float | None) -> tuple[Tensor, Tensor] | None:
@@ -287,6 +290,7 @@ def sdpa_with_lse(
     attn_mask: Tensor | None = None,
     dropout_p: float = 0.0,
     is_causal: bool = False,
+    cache: KernelCache | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """``F.scaled_dot_product_attention(q, k, v, ...)``, bit for bit, plus its row log-sum-exp.
 
@@ -294,24 +298,25 @@ def sdpa_with_lse(
     one it calls with the same arguments, except that it is asked for the log-sum-exp (B, H, Nq,
     fp32, natural log). Flash returns it anyway; for the memory-efficient and cuDNN kernels asking
     for it may select another kernel variant, so the first call of each (backend, shapes, strides,
-    dtype) compares the output with public SDPA's, once (one host sync), and uses the op only if
-    they are bit-identical. Otherwise, and for masked, causal or dropout calls, the output is public
-    SDPA's own and the log-sum-exp is None.
+    dtype) compares the output with public SDPA's, once per ``cache`` (the trace's memo; without one,
+    at every call), one host sync, and uses the op only if they are bit-identical. Otherwise, and
+    for masked, causal or dropout calls, the output is public SDPA's own and the log-sum-exp is None.
     """
     plain = q.is_cuda and attn_mask is None and dropout_p == 0.0 and not is_causal and q.shape[-1] % 8 == 0
     plain = plain and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
     if plain and q.ndim == 4 and k.ndim == 4 and v.ndim == 4 and k.shape[-3] == q.shape[-3]:
         choice = int(torch._fused_sdp_choice(q, k, v, None, 0.0, False, scale=scale))
         key = (choice, q.shape, k.shape, v.shape, q.stride(), k.stride(), v.stride(), q.dtype, q.device, scale)
-        if _LSE_VERIFIED.get(key, True):
+        verified = cache.lse_verified if cache is not None else {}
+        if verified.get(key, True):
             res = _with_lse_op(q, k, v, choice, scale)
-            if res is not None and key not in _LSE_VERIFIED:
+            if res is not None and key not in verified:
                 from torch.nn.attention import SDPBackend
 
                 flash = choice == SDPBackend.FLASH_ATTENTION.value  # the very op and arguments public SDPA uses
                 ref = None if flash else F.scaled_dot_product_attention(q, k, v, scale=scale)
-                _LSE_VERIFIED[key] = flash or bool(torch.equal(res[0], ref))
-                if not _LSE_VERIFIED[key]:
+                verified[key] = flash or bool(torch.equal(res[0], ref))
+                if not verified[key]:
                     return ref, None
             if res is not None:
                 return res

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from interp.kernels.cache import KernelCache
 from interp.kernels.reference import StatRequest, attention_stats, mass_summaries
 
 LSE_NEEDS = ("column_sums", "entropy_sums")
@@ -70,12 +71,14 @@ def compute_stats(
     kernel: str = "auto",
     lse: Tensor | None = None,
     bias_rows: Tensor | None = None,
+    cache: KernelCache | None = None,
 ) -> dict[str, Tensor]:
     """Dispatch: on CUDA (auto) or when asked for (``"triton"``), ``kernels.gpu.gpu_stats`` (fused
     Triton pass; ``lse``: the forward's row log-sum-exp, if known); on CPU, ``"lse"`` for
     mass/entropy where it applies (auto), the exact ``"reference"`` path for ``query_topk``, for
     calls with an attention mask, and when asked for. ``bias_rows`` (a bias on some query rows only,
-    an edit scoped to rows) always takes the exact path: the fused passes apply a bias to every row."""
+    an edit scoped to rows) always takes the exact path: the fused passes apply a bias to every row.
+    ``cache``: the trace's kernel memo (``kernels.cache``)."""
     if kernel not in ("auto", "lse", "reference", "triton"):
         raise ValueError(f"unknown kernel {kernel!r}; use 'auto', 'lse', 'reference' or 'triton'")
     if bias_rows is not None:
@@ -86,7 +89,9 @@ def compute_stats(
         from interp.kernels import gpu
 
         opts = gpu.GPUOptions(backend="triton", query_topk_sample=None) if kernel == "triton" else None
-        return gpu.gpu_stats(q, k, scale=scale, query_rows=query_rows, request=request, bias=bias, lse=lse, opts=opts)
+        return gpu.gpu_stats(
+            q, k, scale=scale, query_rows=query_rows, request=request, bias=bias, lse=lse, opts=opts, cache=cache
+        )
     if kernel == "reference" or bias is not None:
         if kernel == "lse":
             raise ValueError("the lse kernel cannot honour an attention mask; use kernel='reference'")

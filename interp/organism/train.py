@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import math
 import multiprocessing
@@ -37,9 +38,11 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -390,7 +393,29 @@ def write_facts(trainer: Trainer, out: Path, extra: dict | None = None) -> dict:
     return facts
 
 
-def train(
+@contextlib.contextmanager
+def tf32_on_cuda(device: torch.device) -> Iterator[None]:
+    """TF32 matmuls and convolutions inside the block on CUDA, and the caller's settings restored after
+    (torch has a scoped switch for cuDNN, ``cudnn.flags``, but none for matmuls, hence by hand)."""
+    if device.type != "cuda":
+        yield
+        return
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=True):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
+def train(*args: Any, **kwargs: Any) -> Trainer:
+    """Train one chunk (``_train``: its arguments and docstring), with TF32 scoped to the chunk on CUDA."""
+    with tf32_on_cuda(torch.device(kwargs.get("device", "cpu"))):
+        return _train(*args, **kwargs)
+
+
+def _train(
     out: str | Path,
     model_config: OrganismConfig | None = None,
     train_config: TrainConfig | None = None,
@@ -423,9 +448,6 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / CHECKPOINT
     dev = torch.device(device)
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     trainer = Trainer(model_config, train_config, dev, compile=compile)
     if resume:
         if not ckpt.exists():

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from interp.kernels import gpu, transfer
+from interp.kernels.cache import KernelCache
 from interp.kernels.edit import edited_attention
 from interp.kernels.lse_path import compute_stats
 from interp.kernels.reference import StatRequest, attention_stats
@@ -102,9 +103,10 @@ def test_sdpa_with_lse_is_public_sdpa_bit_for_bit(dtype):
     shape = FULL if dtype == torch.bfloat16 else dict(b=2, h=3, nq=300, nk=300, d=64)
     q, k = qk(3, dtype=dtype, **shape)
     v = torch.randn_like(k)
-    out, lse = gpu.sdpa_with_lse(q, k, v, scale=0.125)
+    cache = KernelCache()
+    out, lse = gpu.sdpa_with_lse(q, k, v, scale=0.125, cache=cache)
     assert torch.equal(out, F.scaled_dot_product_attention(q, k, v, scale=0.125))
-    out2, lse2 = gpu.sdpa_with_lse(q, k, v, scale=0.125)  # after the one-time verification
+    out2, lse2 = gpu.sdpa_with_lse(q, k, v, scale=0.125, cache=cache)  # after the one-time verification
     assert torch.equal(out2, out) and (lse is None) == (lse2 is None)
     print("sdpa_with_lse backend", torch._fused_sdp_choice(q, k, v), "lse:", lse is not None)
     if lse is not None:
@@ -135,15 +137,16 @@ def test_hot_path_never_syncs_with_the_host():
     q, k = qk(5, dtype=torch.bfloat16, b=2, h=4, nq=500, nk=500)
     rows = torch.arange(450, device=DEV)
     req = StatRequest(mass=True, mass_full=True, entropy=True, mass_topk=True, query_topk=True)
-    compute_stats(q, k, scale=0.125, query_rows=rows, request=req)  # warm-up: compile, sample cache
-    gpu.sdpa_with_lse(q, k, k, scale=0.125)  # its one-time bit-identity check of this shape syncs, once
+    cache = KernelCache()  # what a trace's observer owns: the subsample and the op check, once per shape
+    compute_stats(q, k, scale=0.125, query_rows=rows, request=req, cache=cache)  # warm-up: compile, sample cache
+    gpu.sdpa_with_lse(q, k, k, scale=0.125, cache=cache)  # its one-time bit-identity check of this shape syncs, once
     copier = transfer.HostCopier()
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        res = compute_stats(q, k, scale=0.125, query_rows=rows, request=req)
-        _, lse = gpu.sdpa_with_lse(q, k, k, scale=0.125)
-        res2 = compute_stats(q, k, scale=0.125, query_rows=rows, request=req, lse=lse)
+        res = compute_stats(q, k, scale=0.125, query_rows=rows, request=req, cache=cache)
+        _, lse = gpu.sdpa_with_lse(q, k, k, scale=0.125, cache=cache)
+        res2 = compute_stats(q, k, scale=0.125, query_rows=rows, request=req, lse=lse, cache=cache)
         idx = {name: copier.push(v) for name, v in res.items()}
     finally:
         torch.cuda.set_sync_debug_mode(0)

@@ -98,3 +98,16 @@ def test_lr_schedule_matches_torch_cosine_after_warmup():
         assert lr_at(s, total, cfg) == pytest.approx(sched.get_last_lr()[0], rel=1e-9)
         opt.step()
         sched.step()
+
+
+def test_tf32_is_scoped_to_training_and_restored():
+    import torch
+
+    from interp.organism.train import tf32_on_cuda
+
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    with tf32_on_cuda(torch.device("cuda")):  # setting the flags needs no device
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+    with tf32_on_cuda(torch.device("cpu")):
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
