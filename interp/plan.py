@@ -21,19 +21,28 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
-from interp.statistics import CATALOGUE
+from interp.statistics import CATALOGUE, StatisticName
 
 SiteSpec = int | float | str | Sequence[int | float | str]
 """How a plan names sites: block index, fraction of depth, module path, group name, or a list."""
 
+QuerySet = Literal["used", "all", "image", "text"]
+"""Query rows a statistic averages over (``docs/definitions.md``, Query sets)."""
+MapKeys = Literal["all", "image", "text"]
+"""Key columns of a ``maps`` record, besides a list of key indices."""
+View = Literal["after", "before", "both"]
+"""At an edited call: the attention after the edits, before them, or both."""
+NormSite = Literal["pre_out", "post_out"]
+NormOrd = Literal["2", "inf"]
+
 STATISTICS: dict[str, str] = {name: stat.summary for name, stat in CATALOGUE.items()}
 """Statistic name -> one-line summary, from the catalogue (``interp.statistics``)."""
-MAP_KEY_SETS = ("all", "image", "text")
-QUERY_SETS = ("used", "all", "image", "text")
-NORM_SITES = ("pre_out", "post_out")
-NORM_ORDS = ("2", "inf")
+MAP_KEY_SETS: tuple[str, ...] = get_args(MapKeys)
+QUERY_SETS: tuple[str, ...] = get_args(QuerySet)
+NORM_SITES: tuple[str, ...] = get_args(NormSite)
+NORM_ORDS: tuple[str, ...] = get_args(NormOrd)
 
 
 class PlanError(ValueError):
@@ -49,17 +58,17 @@ class Record:
     ``act_norms``. ``steps`` optionally restricts recording to some step indices (None: all).
     """
 
-    stats: tuple[str, ...]
-    layers: Any = "all"
-    queries: str = "used"
+    stats: tuple[StatisticName, ...]
+    layers: SiteSpec = "all"
+    queries: QuerySet = "used"
     top: int = 8
     k: int = 5
-    where: tuple[str, ...] = ("pre_out", "post_out")
-    ord: tuple[str, ...] = ("2", "inf")
+    where: tuple[NormSite, ...] = ("pre_out", "post_out")
+    ord: tuple[NormOrd, ...] = ("2", "inf")
     steps: tuple[int, ...] | None = None
-    view: str = "after"
+    view: View = "after"
     heads: tuple[int, ...] | None = None
-    keys: Any = "all"
+    keys: MapKeys | tuple[int, ...] = "all"
     max_mb: float = 256.0
 
     def __post_init__(self) -> None:
@@ -76,8 +85,8 @@ class Record:
                 raise PlanError(f"maps heads= must be a non-empty list of head indices, got {self.heads!r}")
             if not self.max_mb > 0:
                 raise PlanError(f"max_mb must be positive, got {self.max_mb!r}")
-        if self.view not in ("after", "before", "both"):
-            raise PlanError(f"view must be 'after', 'before' or 'both', got {self.view!r}")
+        if self.view not in get_args(View):
+            raise PlanError(f"view must be one of {get_args(View)}, got {self.view!r}")
         if not self.stats:
             raise PlanError("record() needs at least one statistic; known: " + ", ".join(STATISTICS))
         for name in self.stats:
@@ -202,17 +211,17 @@ def _as_tuple(value: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def record(
-    *stats: str,
+    *stats: StatisticName,
     layers: SiteSpec = "all",
-    queries: str = "used",
+    queries: QuerySet = "used",
     top: int = 8,
     k: int = 5,
-    where: str | Sequence[str] = ("pre_out", "post_out"),
+    where: NormSite | Sequence[NormSite] = ("pre_out", "post_out"),
     ord: str | int | float | Sequence[str | int | float] = ("2", "inf"),
     steps: Sequence[int] | None = None,
-    view: str = "after",
+    view: View = "after",
     heads: Sequence[int] | None = None,
-    keys: str | Sequence[int] = "all",
+    keys: MapKeys | Sequence[int] = "all",
     max_mb: float = 256.0,
 ) -> Record:
     """Declare statistics to record in the open trace.

@@ -13,16 +13,31 @@ every site address of ``record``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal, TypedDict, Unpack
 
 from interp.edits.patching import source_id
 from interp.edits.spec import Edit, Operation, Scope, Selector
-from interp.plan import _append, add_source
-
-SCOPE_KEYS = ("steps", "phase", "sigma", "calls", "branch", "queries", "heads")
+from interp.plan import QuerySet, SiteSpec, _append, add_source
 
 
-def _scope(layer: Any, scope: dict[str, Any]) -> Scope:
+class ScopeOptions(TypedDict, total=False):
+    """The scope keywords every edit preset takes (fields of :class:`~interp.edits.spec.Scope`
+    besides ``layers``): step / phase / sigma windows, denoiser calls, CFG branch, query rows, heads."""
+
+    steps: tuple[int, int] | list[int]
+    phase: tuple[float, float] | list[float]
+    sigma: tuple[float, float] | list[float]
+    calls: Sequence[int]
+    branch: Literal["both", "uncond", "cond"]
+    queries: QuerySet
+    heads: Sequence[int]
+
+
+SCOPE_KEYS: tuple[str, ...] = tuple(ScopeOptions.__annotations__)
+
+
+def _scope(layer: SiteSpec, scope: ScopeOptions) -> Scope:
     unknown = set(scope) - set(SCOPE_KEYS)
     if unknown:
         raise TypeError(f"unknown scope keyword(s) {sorted(unknown)}; known: {', '.join(SCOPE_KEYS)}")
@@ -30,7 +45,7 @@ def _scope(layer: Any, scope: dict[str, Any]) -> Scope:
     return Scope(layers=tuple(layer) if isinstance(layer, list) else layer, **conv)
 
 
-def _layer(layer: Any, layers: Any) -> Any:
+def _layer(layer: SiteSpec | None, layers: SiteSpec | None) -> SiteSpec:
     if layer is not None and layers is not None:
         raise TypeError("give layer= or layers=, not both")
     value = layer if layer is not None else layers
@@ -43,10 +58,10 @@ def edit(
     selector: Selector,
     operation: Operation,
     *,
-    layer: Any = None,
-    layers: Any = None,
+    layer: SiteSpec | None = None,
+    layers: SiteSpec | None = None,
     name: str | None = None,
-    **scope: Any,
+    **scope: Unpack[ScopeOptions],
 ) -> Edit:
     """The general form: any selector with any operation."""
     item = Edit(selector, operation, _scope(_layer(layer, layers), scope), name or selector.kind)
@@ -55,8 +70,8 @@ def edit(
 
 def mask_topk(
     *,
-    layer: Any = None,
-    layers: Any = None,
+    layer: SiteSpec | None = None,
+    layers: SiteSpec | None = None,
     k: int = 1,
     eta: float = 0.0,
     select: str = "head",
@@ -65,7 +80,7 @@ def mask_topk(
     replay: str | None = None,
     replay_sample: int | None = None,
     name: str | None = None,
-    **scope: Any,
+    **scope: Unpack[ScopeOptions],
 ) -> Edit:
     """Suppress the ``k`` keys with the largest incoming mass (score path, logit bias log eta).
 
@@ -83,11 +98,11 @@ def mask_topk(
 def mask_keys(
     *,
     keys: list[Any] | tuple[Any, ...],
-    layer: Any = None,
-    layers: Any = None,
+    layer: SiteSpec | None = None,
+    layers: SiteSpec | None = None,
     eta: float = 0.0,
     name: str | None = None,
-    **scope: Any,
+    **scope: Unpack[ScopeOptions],
 ) -> Edit:
     """Suppress fixed keys, by index or identity (``clip_bos``, ``clip_eos``, ``clip_pad``, ``t5_eos``,
     ``t5_pad``, ``image:ROW,COL``)."""
@@ -100,15 +115,15 @@ def mask_keys(
 
 def mask_bottomk(
     *,
-    layer: Any = None,
-    layers: Any = None,
+    layer: SiteSpec | None = None,
+    layers: SiteSpec | None = None,
     k: int = 1,
     eta: float = 0.0,
     select: str = "head",
     by: str = "used",
     modality: str | None = None,
     name: str | None = None,
-    **scope: Any,
+    **scope: Unpack[ScopeOptions],
 ) -> Edit:
     """Control: suppress the ``k`` keys with the smallest incoming mass."""
     sel = Selector(kind="bottomk", k=k, select=select, by=by, modality=modality)
@@ -120,8 +135,8 @@ def mask_bottomk(
 
 def mask_random(
     *,
-    layer: Any = None,
-    layers: Any = None,
+    layer: SiteSpec | None = None,
+    layers: SiteSpec | None = None,
     k: int = 1,
     eta: float = 0.0,
     select: str = "head",
@@ -130,7 +145,7 @@ def mask_random(
     match: str | None = None,
     seed: int = 0,
     name: str | None = None,
-    **scope: Any,
+    **scope: Unpack[ScopeOptions],
 ) -> Edit:
     """Control: suppress ``k`` random keys (seeded per sample, step, call, site and branch).
 
@@ -152,8 +167,8 @@ def mask_random(
 
 def replace_values(
     *,
-    layer: Any = None,
-    layers: Any = None,
+    layer: SiteSpec | None = None,
+    layers: SiteSpec | None = None,
     k: int = 1,
     mode: str = "zero",
     alpha: float = 0.0,
@@ -163,7 +178,7 @@ def replace_values(
     keys: list[Any] | None = None,
     modality: str | None = None,
     name: str | None = None,
-    **scope: Any,
+    **scope: Unpack[ScopeOptions],
 ) -> Edit:
     """Value path: replace the values of the top-k keys (or fixed ``keys``) by 0, the mean value of the
     non-edited keys, or ``alpha * v + (1 - alpha) * mean`` (``mode="lerp"``)."""
@@ -178,12 +193,12 @@ def replace_values(
 
 def noop_edit(
     *,
-    layer: Any = None,
-    layers: Any = None,
+    layer: SiteSpec | None = None,
+    layers: SiteSpec | None = None,
     k: int = 1,
     select: str = "head",
     name: str | None = None,
-    **scope: Any,
+    **scope: Unpack[ScopeOptions],
 ) -> Edit:
     """The noise floor: a zero-bias edit (eta = 1) forced through the edit kernel."""
     sel = Selector(kind="topk", k=k, select=select)
@@ -201,12 +216,12 @@ def noop_edit(
 def patch(
     *,
     source: Any,
-    layer: Any = None,
-    layers: Any = None,
+    layer: SiteSpec | None = None,
+    layers: SiteSpec | None = None,
     target: str = "values",
     keys: list[Any] | None = None,
     name: str | None = None,
-    **scope: Any,
+    **scope: Unpack[ScopeOptions],
 ) -> Edit:
     """Activation patching: replace this site's values (all, or fixed ``keys``), or its output rows
     (``target="output"``), with those ``source`` captured at the same step, call and branch.

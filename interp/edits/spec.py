@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from interp.plan import QUERY_SETS, PlanError
+from interp.plan import QUERY_SETS, PlanError, SiteSpec
 
 SELECTOR_KINDS = ("topk", "bottomk", "random", "keys", "replay", "none")
 MATCHES = (None, "modality", "token_class", "mass")
@@ -150,7 +150,7 @@ class Operation:
 class Scope:
     """Where and when: sites, steps (index range, t/T or sigma window), calls, branch, rows, heads."""
 
-    layers: Any = "all"
+    layers: SiteSpec = "all"
     steps: tuple[int, int] | None = None
     phase: tuple[float, float] | None = None
     sigma: tuple[float, float] | None = None

@@ -39,6 +39,7 @@ import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,9 @@ from torch import Tensor
 from interp.kernels import triton_stats
 from interp.kernels.cache import KernelCache
 from interp.kernels.reference import StatRequest, attention_stats, mass_summaries
+
+if TYPE_CHECKING:  # shapes for readers and type checkers (jaxtyping's convention); no runtime checks
+    from jaxtyping import Float, Int
 
 BACKENDS = ("auto", "triton", "swapped")
 
@@ -106,11 +110,11 @@ def sample_positions(
 
 
 def query_topk_mean(
-    q: Tensor,
-    k: Tensor,
+    q: Float[Tensor, "b h nq d"],
+    k: Float[Tensor, "b h nk d"],
     *,
     scale: float,
-    rows: Tensor,
+    rows: Int[Tensor, " rows"],
     k_top: int,
     bias: Tensor | None = None,
     chunk_bytes: int = 64 << 20,
@@ -200,14 +204,14 @@ def _backend(opts: GPUOptions) -> str:
 
 
 def gpu_stats(
-    q: Tensor,
-    k: Tensor,
+    q: Float[Tensor, "b h nq d"],
+    k: Float[Tensor, "b h nk d"],
     *,
     scale: float,
-    query_rows: Tensor,
+    query_rows: Int[Tensor, " rows"],
     request: StatRequest,
-    bias: Tensor | None = None,
-    lse: Tensor | None = None,
+    bias: Float[Tensor, "#b #h #nq nk"] | None = None,
+    lse: Float[Tensor, "b h nq"] | None = None,
     opts: GPUOptions | None = None,
     cache: KernelCache | None = None,
 ) -> dict[str, Tensor]:
@@ -282,16 +286,16 @@ def cudnn_with_lse(
 
 
 def sdpa_with_lse(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
+    q: Float[Tensor, "b h nq d"],
+    k: Float[Tensor, "b h nk d"],
+    v: Float[Tensor, "b h nk dv"],
     *,
     scale: float | None = None,
     attn_mask: Tensor | None = None,
     dropout_p: float = 0.0,
     is_causal: bool = False,
     cache: KernelCache | None = None,
-) -> tuple[Tensor, Tensor | None]:
+) -> tuple[Float[Tensor, "b h nq dv"], Float[Tensor, "b h nq"] | None]:
     """``F.scaled_dot_product_attention(q, k, v, ...)``, bit for bit, plus its row log-sum-exp.
 
     The backend is the one public SDPA chooses (``torch._fused_sdp_choice``) and the aten op is the

@@ -23,17 +23,29 @@ conformance tests. The original attention call is never replaced: observation st
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal, get_args
+
 import torch
 from torch import Tensor
 
 from interp.kernels.cache import KernelCache
 from interp.kernels.reference import StatRequest, attention_stats, mass_summaries
 
+KernelName = Literal["auto", "lse", "reference", "triton"]
+"""Which statistics kernels a call uses: ``auto`` (the fastest exact path for the device and call),
+the CPU log-sum-exp path, the exact reference, or the fused Triton kernels."""
+KERNELS: tuple[str, ...] = get_args(KernelName)
+
+if TYPE_CHECKING:  # shapes for readers and type checkers (jaxtyping's convention); no runtime checks
+    from jaxtyping import Bool, Float, Int
+
 LSE_NEEDS = ("column_sums", "entropy_sums")
 """Kernel passes the log-sum-exp path computes; other needs (``row_topk``) take the exact reference path."""
 
 
-def forward_with_lse(q: Tensor, k: Tensor, v: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+def forward_with_lse(
+    q: Float[Tensor, "b h nq d"], k: Float[Tensor, "b h nk d"], v: Float[Tensor, "b h nk dv"], scale: float
+) -> tuple[Float[Tensor, "b h nq dv"], Float[Tensor, "b h nq"]]:
     """Attention output and row log-sum-exp (fp32) from a fused kernel; no N x N matrix."""
     if q.device.type == "cpu":
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, scale=scale)
@@ -42,7 +54,14 @@ def forward_with_lse(q: Tensor, k: Tensor, v: Tensor, scale: float) -> tuple[Ten
     return out, lse[..., : q.shape[-2]].float()
 
 
-def lse_stats(q: Tensor, k: Tensor, *, scale: float, query_rows: Tensor, request: StatRequest) -> dict[str, Tensor]:
+def lse_stats(
+    q: Float[Tensor, "b h nq d"],
+    k: Float[Tensor, "b h nk d"],
+    *,
+    scale: float,
+    query_rows: Int[Tensor, " rows"],
+    request: StatRequest,
+) -> dict[str, Tensor]:
     """Same contract as ``reference.attention_stats`` for mass, entropy and mass_topk."""
     qf = q.index_select(2, query_rows).float() if query_rows.numel() != q.shape[2] else q.float()
     kf = k.float()
@@ -61,16 +80,16 @@ def lse_stats(q: Tensor, k: Tensor, *, scale: float, query_rows: Tensor, request
 
 
 def compute_stats(
-    q: Tensor,
-    k: Tensor,
+    q: Float[Tensor, "b h nq d"],
+    k: Float[Tensor, "b h nk d"],
     *,
     scale: float,
-    query_rows: Tensor,
+    query_rows: Int[Tensor, " rows"],
     request: StatRequest,
-    bias: Tensor | None = None,
-    kernel: str = "auto",
-    lse: Tensor | None = None,
-    bias_rows: Tensor | None = None,
+    bias: Float[Tensor, "#b #h #nq nk"] | None = None,
+    kernel: KernelName = "auto",
+    lse: Float[Tensor, "b h nq"] | None = None,
+    bias_rows: Bool[Tensor, " nq"] | None = None,
     cache: KernelCache | None = None,
 ) -> dict[str, Tensor]:
     """Dispatch: on CUDA (auto) or when asked for (``"triton"``), ``kernels.gpu.gpu_stats`` (fused
@@ -79,7 +98,7 @@ def compute_stats(
     calls with an attention mask, and when asked for. ``bias_rows`` (a bias on some query rows only,
     an edit scoped to rows) always takes the exact path: the fused passes apply a bias to every row.
     ``cache``: the trace's kernel memo (``kernels.cache``)."""
-    if kernel not in ("auto", "lse", "reference", "triton"):
+    if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; use 'auto', 'lse', 'reference' or 'triton'")
     if bias_rows is not None:
         return attention_stats(

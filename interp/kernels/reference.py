@@ -23,11 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from interp.statistics import CATALOGUE, KERNEL_STATISTICS, KernelNeed
+
+if TYPE_CHECKING:  # shapes for readers and type checkers (jaxtyping's convention); no runtime checks
+    from jaxtyping import Bool, Float, Int
 
 
 @dataclass(frozen=True, init=False)
@@ -86,7 +90,9 @@ class StatRequest:
         return bool(self.stats)
 
 
-def mask_to_bias(attn_mask: Tensor | None, dtype: torch.dtype = torch.float32) -> Tensor | None:
+def mask_to_bias(
+    attn_mask: Bool[Tensor, "*b nq nk"] | Float[Tensor, "*b nq nk"] | None, dtype: torch.dtype = torch.float32
+) -> Float[Tensor, "*b nq nk"] | None:
     """SDPA's ``attn_mask`` (bool: True = attend; float: additive) as an additive fp32 bias."""
     if attn_mask is None:
         return None
@@ -100,14 +106,14 @@ def _chunk_rows(b: int, h: int, nk: int, chunk_bytes: int) -> int:
 
 
 def attention_stats(
-    q: Tensor,
-    k: Tensor,
+    q: Float[Tensor, "b h nq d"],
+    k: Float[Tensor, "b h nk d"],
     *,
     scale: float,
-    query_rows: Tensor,
+    query_rows: Int[Tensor, " rows"],
     request: StatRequest,
-    bias: Tensor | None = None,
-    bias_rows: Tensor | None = None,
+    bias: Float[Tensor, "#b #h #nq nk"] | None = None,
+    bias_rows: Bool[Tensor, " nq"] | None = None,
     chunk_bytes: int = 32 << 20,
 ) -> dict[str, Tensor]:
     """Exact statistics of softmax(q k^T * scale + bias) over the query rows ``query_rows``.
@@ -158,7 +164,7 @@ def attention_stats(
     return out
 
 
-def mass_summaries(mass: Tensor, request: StatRequest) -> dict[str, Tensor]:
+def mass_summaries(mass: Float[Tensor, "b h nk"], request: StatRequest) -> dict[str, Tensor]:
     """Summaries of an incoming-mass vector (B, H, Nk): max, argmax, top ranks, top-k sum."""
     out: dict[str, Tensor] = {}
     nk = mass.shape[-1]
@@ -180,7 +186,9 @@ def mass_summaries(mass: Tensor, request: StatRequest) -> dict[str, Tensor]:
     return out
 
 
-def activation_norms(x: Tensor, rows_by_stream: dict[str, Tensor], ords: tuple[str, ...]) -> tuple[Tensor, Tensor]:
+def activation_norms(
+    x: Float[Tensor, "*lead n d"], rows_by_stream: dict[str, Int[Tensor, " rows"]], ords: tuple[str, ...]
+) -> tuple[Float[Tensor, "*lead streams ords"], Float[Tensor, "*lead streams ords"]]:
     """Max and 95th percentile over tokens of per-token norms, per stream and norm order.
 
     ``x`` is (B, H, N, D) (``pre_out``: the attention output per head) or (B, N, C) (``post_out``).
@@ -215,17 +223,17 @@ def activation_norms(x: Tensor, rows_by_stream: dict[str, Tensor], ords: tuple[s
 
 
 def attention_map(
-    q: Tensor,
-    k: Tensor,
+    q: Float[Tensor, "b h nq d"],
+    k: Float[Tensor, "b h nk d"],
     *,
     scale: float,
-    query_rows: Tensor,
-    key_cols: Tensor,
-    heads: Tensor,
-    bias: Tensor | None = None,
-    bias_rows: Tensor | None = None,
+    query_rows: Int[Tensor, " rows"],
+    key_cols: Int[Tensor, " cols"],
+    heads: Int[Tensor, " heads"],
+    bias: Float[Tensor, "#b #h #nq nk"] | None = None,
+    bias_rows: Bool[Tensor, " nq"] | None = None,
     chunk_bytes: int = 32 << 20,
-) -> Tensor:
+) -> Float[Tensor, "b heads rows cols"]:
     """Probabilities A[b, h, i, j] for the chosen heads, query rows and key columns (fp32).
 
     The softmax is over *all* keys of the call; only the requested slice is kept, so a map of image
