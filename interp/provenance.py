@@ -37,8 +37,15 @@ def _version(name: str) -> str:
         return "not installed"
 
 
-def provenance(pipe: Any, family: str) -> dict[str, str]:
-    denoiser_cfg = getattr(getattr(pipe, "transformer", None) or getattr(pipe, "unet", None), "config", {})
+def provenance(pipe: Any, family: str, denoiser: Any) -> dict[str, str]:
+    """Provenance of one trace, computed before generation (nothing in it depends on the output).
+
+    ``denoiser`` is the adapter's denoiser as the pipeline holds it: a ``torch.compile`` wrapper
+    (``OptimizedModule``) is unwrapped to the model it compiles, whose config is recorded, and the
+    compilation is recorded as ``denoiser_compiled``."""
+    inner = getattr(denoiser, "_orig_mod", denoiser)
+    compiled = inner is not denoiser or getattr(inner, "_compiled_call_impl", None) is not None
+    denoiser_cfg = getattr(inner, "config", None) or {}
     return {
         "model_family": family,
         "pipeline_class": type(pipe).__name__,
@@ -48,6 +55,7 @@ def provenance(pipe: Any, family: str) -> dict[str, str]:
         "denoiser_config": json.dumps(
             {k: v for k, v in dict(denoiser_cfg).items() if k != "_use_default_values"}, sort_keys=True, default=str
         ),
+        "denoiser_compiled": "torch.compile" if compiled else "no",
         "interp_version": interp.__version__,
         "interp_git_commit": _git_commit(),
         **{f"version_{n}": _version(n) for n in LIBRARIES},

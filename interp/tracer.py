@@ -41,10 +41,15 @@ from interp.maps_budget import check_map_budget
 from interp.observe import Observer, site_requests
 from interp.plan import Plan, PlanError, close_plan, open_plan
 from interp.provenance import provenance
+from interp.sites.compiled import check_compiled
 from interp.sites.intercept import Installation, SiteHooks, check_backend
 from interp.statistics import CATALOGUE
 from interp.store.schema import plan_attrs, trace_dataset
 from interp.store.zarr_io import append_trace, check_store_path
+
+
+class AfterGenerationError(RuntimeError):
+    """A step after the generation failed; the generated output is kept on the trace (``t.output``)."""
 
 
 def _image_array(image: Any) -> np.ndarray | None:
@@ -100,6 +105,7 @@ class Trace:
         self.output: Any = None
         self.stats: xr.Dataset | None = None
         self.sample: int | None = None
+        self.clock: StepClock | None = None
         self._token = None
 
     # --- context manager -------------------------------------------------------------------------
@@ -165,8 +171,15 @@ class Trace:
             kwargs["prompt"] = self.prompt
         if "negative_prompt_embeds" in kwargs:  # the text only labels the layout (None, not absent: PixArt
             kwargs["negative_prompt"] = None   # defaults an absent one to "" and then refuses both)
+        check_compiled(denoiser, requests)
+        # everything that does not need the generation is computed before it (provenance included)
+        attrs = {
+            **plan_attrs(plan.to_json()),
+            **provenance(pipe, adapter.name, denoiser),
+            "seed_policy": "torch.Generator('cpu').manual_seed(seed) passed as the pipeline's generator",
+        }
         with Installation() as inst:
-            inst.add_handle(denoiser.register_forward_pre_hook(clock.pre_hook, with_kwargs=True))
+            clock.install(inst, denoiser)
             for req in requests:
                 path = req.site.path
                 wants_post = req.norm_record is not None and "post_out" in req.norm_record.where
@@ -179,10 +192,20 @@ class Trace:
                     )
                 )
             self.output = pipe(**kwargs)
+        self.clock = clock
         self.captured = observer.captured
-        self.stats = self._dataset(plan, clock, observer, sites=[r.site for r in requests])
-        if self.store is not None:
-            self.sample = append_trace(self.store, self.stats, self._sample_coords())
+        stage = "laying out the statistics"
+        try:  # the generation is done: whatever fails now must not throw the sample away
+            self.stats = self._dataset(plan, clock, observer, [r.site for r in requests], attrs)
+            if self.store is not None:
+                stage = f"writing to the store {self.store}"
+                self.sample = append_trace(self.store, self.stats, self._sample_coords())
+        except Exception as exc:
+            raise AfterGenerationError(
+                f"the generation finished, but {stage} failed ({type(exc).__name__}: {exc}); the generated "
+                "output is kept on the trace: `t.output` (images: `t.images`)"
+                + ("; its statistics are on `t.stats`" if self.stats is not None else "")
+            ) from exc
 
     def _sample_coords(self) -> dict[str, object]:
         neg = self.pipeline_kwargs.get("negative_prompt")
@@ -194,7 +217,9 @@ class Trace:
             "tag": self.tag,
         }
 
-    def _dataset(self, plan: Plan, clock: StepClock, observer: Observer, sites: list) -> xr.Dataset:
+    def _dataset(
+        self, plan: Plan, clock: StepClock, observer: Observer, sites: list, attrs: dict[str, Any]
+    ) -> xr.Dataset:
         if clock.n_steps == 0:
             raise RuntimeError("the denoiser never ran: nothing to record")
         arrays = observer.buffer.arrays(clock.n_steps, max(clock.n_calls, 1), len(sites), len(BRANCHES))
@@ -204,11 +229,7 @@ class Trace:
         layouts = {k: v for k, v in observer.layouts.items() if k[1] in seen}
         ords = next((r.ord for r in plan.records if "act_norms" in r.stats), ("2", "inf"))
         var_attrs = _variable_attrs(plan)
-        attrs = {
-            **plan_attrs(plan.to_json()),
-            **provenance(self.pipe, self.adapter.name),
-            "seed_policy": "torch.Generator('cpu').manual_seed(seed) passed as the pipeline's generator",
-        }
+        attrs = {**attrs, "denoiser_timestep_dtype": clock.received_dtype}
         return trace_dataset(
             arrays=arrays,
             sites=sites,
@@ -253,4 +274,4 @@ def trace(
     return Trace(pipe, prompt, seed=seed, store=store, condition=condition, tag=tag, **pipeline_kwargs)
 
 
-__all__ = ["Trace", "trace", "PlanError"]
+__all__ = ["AfterGenerationError", "Trace", "trace", "PlanError"]

@@ -152,6 +152,7 @@ class DenoiserCall:
     timestep: float
     batch: int
     latent_hw: tuple[int, int]
+    timestep_dtype: torch.dtype | None = None  # the dtype the denoiser received it in (None: a Python number)
 
 
 class Adapter:
@@ -204,16 +205,18 @@ class Adapter:
         name, pos = spec
         return kwargs[name] if name in kwargs else args[pos]
 
-    def read_timestep(self, args: tuple, kwargs: dict[str, Any]) -> float:
-        """The call's timestep (first batch row; every row shares it)."""
+    def read_timestep(self, args: tuple, kwargs: dict[str, Any]) -> tuple[float, torch.dtype | None]:
+        """The call's timestep (first batch row; every row shares it), exactly as received, and its dtype."""
         timestep = self.argument(args, kwargs, self.timestep_arg)
-        return float(timestep.reshape(-1)[0] if torch.is_tensor(timestep) else timestep)
+        if torch.is_tensor(timestep):
+            return float(timestep.reshape(-1)[0]), timestep.dtype
+        return float(timestep), None
 
     def read_call(self, args: tuple, kwargs: dict[str, Any]) -> DenoiserCall:
         """Timestep, batch size and latent (height, width) of a denoiser call on a (B, C, H, W) latent."""
         sample = self.argument(args, kwargs, self.sample_arg)
-        return DenoiserCall(self.read_timestep(args, kwargs), int(sample.shape[0]),
-                            (int(sample.shape[-2]), int(sample.shape[-1])))  # fmt: skip
+        t, dtype = self.read_timestep(args, kwargs)
+        return DenoiserCall(t, int(sample.shape[0]), (int(sample.shape[-2]), int(sample.shape[-1])), dtype)
 
     def branches(self, batch: int, call: int, cfg: bool) -> list[str]:
         """CFG branch of each batch row of a denoiser call ([uncond, cond] halves under CFG)."""

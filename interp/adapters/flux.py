@@ -98,7 +98,8 @@ class FluxAdapter(Adapter):
         self._img_ids = kwargs.get("img_ids")
         self._n_text = int(enc.shape[1]) if enc is not None else None
         # latent_hw: the packed sequence (image tokens, 1); the 2-D grid comes from img_ids
-        return DenoiserCall(self.read_timestep(args, kwargs), int(hidden.shape[0]), (int(hidden.shape[1]), 1))
+        t, dtype = self.read_timestep(args, kwargs)
+        return DenoiserCall(t, int(hidden.shape[0]), (int(hidden.shape[1]), 1), dtype)
 
     def branches(self, batch: int, call: int, cfg: bool) -> list[str]:
         if call == 0:

@@ -151,6 +151,7 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
             seed_parts=(obs.seed, clock.step, clock.call, req.index, ei),
             replayed=replayed,
             candidate_mask=cand,
+            device=dev,
         )
         keys = torch.where(pairs[..., None], keys, torch.full_like(keys, -1))
         member = _member(keys, nk)

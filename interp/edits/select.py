@@ -117,13 +117,17 @@ def choose_keys(
     seed_parts: Sequence[int],
     replayed: Tensor | None = None,
     candidate_mask: Tensor | None = None,
+    device: torch.device | None = None,
 ) -> Tensor:
     """Edited key indices (B, H, K), -1 padded. ``layouts[b]`` is the token layout of batch row b.
 
     ``candidate_mask``: ``candidates_of(layouts, sel.modality)`` on the mass's device, if the caller
-    keeps it (the observer does, per trace: building it copies from the host, which synchronises)."""
+    keeps it (the observer does, per trace: building it copies from the host, which synchronises).
+    ``device``: where the keys are used (the attention call's); fixed-key and replayed selections have no
+    mass to take it from. Defaults to the mass's device, else the CPU."""
     b_rows = len(layouts)
-    device = mass.device if mass is not None else torch.device("cpu")
+    if device is None:
+        device = mass.device if mass is not None else torch.device("cpu")
     if sel.kind == "none" or (sel.kind != "keys" and sel.k == 0):
         return torch.full((b_rows, n_heads, 0), -1, dtype=torch.long, device=device)
     if sel.kind == "keys":

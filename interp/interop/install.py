@@ -144,7 +144,7 @@ def site_modules(
     added: list[tuple[nn.Module, AttentionSite]] = []
     inst = Installation()
     try:
-        inst.add_handle(denoiser.register_forward_pre_hook(clock.pre_hook, with_kwargs=True))
+        clock.install(inst, denoiser)
         for req in requests:
             module = denoiser.get_submodule(req.site.path)
             site_module = AttentionSite(req.site.path)
