@@ -33,7 +33,21 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "open_store": ("interp.store.zarr_io", "open_store"),
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "PlanError",
+    "edit",
+    "mask_bottomk",
+    "mask_keys",
+    "mask_random",
+    "mask_topk",
+    "noop_edit",
+    "open_store",
+    "patch",
+    "pipelines",
+    "record",
+    "replace_values",
+    "tracer",
+]
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from interp import pipelines, tracer

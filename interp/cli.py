@@ -116,9 +116,7 @@ def add_demo_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     demo.add_argument("--steps", type=_positive, default=None, help="denoising steps (default: the model's)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the first prompt (seed + index after)")
     demo.add_argument("--store", default="traces/out/demo.zarr", help="output Zarr store")
-    demo.add_argument(
-        "--overwrite", action="store_true", help="replace an existing store (only one that interp wrote)"
-    )
+    demo.add_argument("--overwrite", action="store_true", help="replace an existing store (only one that interp wrote)")
     demo.set_defaults(func=cmd_demo)
     return demo
 
@@ -131,7 +129,7 @@ def _version() -> str:
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``interp`` parser; only ``command``'s module is imported (all of them with ``command="*"``)."""
-    parser = Parser(prog="interp", description="interp: attention statistics and causal edits for text-to-image diffusion models")
+    parser = Parser(prog="interp", description="Attention statistics and causal edits in text-to-image diffusion.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, adder, help_line) in COMMANDS.items():

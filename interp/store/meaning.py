@@ -122,9 +122,13 @@ def check_trace_fits(
 
 
 def _what(diff: list[str]) -> str:
-    return "model" if all(d.startswith("model") for d in diff) else "plan" if all(
-        d.startswith("records") for d in diff
-    ) else "model and plan"
+    return (
+        "model"
+        if all(d.startswith("model") for d in diff)
+        else "plan"
+        if all(d.startswith("records") for d in diff)
+        else "model and plan"
+    )
 
 
 def _axis_size(path: Path, dim: str) -> int | None:
@@ -152,4 +156,7 @@ def _has_sample(path: Path, sample: Mapping[str, Any]) -> bool:
 
 def identity_attrs(identity: Mapping[str, Any], conditions: Mapping[str, Any]) -> dict[str, str]:
     """Root attributes that record the store's meaning."""
-    return {IDENTITY_ATTR: json.dumps(identity, sort_keys=True), CONDITIONS_ATTR: json.dumps(conditions, sort_keys=True)}
+    return {
+        IDENTITY_ATTR: json.dumps(identity, sort_keys=True),
+        CONDITIONS_ATTR: json.dumps(conditions, sort_keys=True),
+    }
