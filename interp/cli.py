@@ -4,37 +4,85 @@
 observation and the A1 intervention over held-out captions (``interp.demo``) and prints the paired
 result with its CI; ``--model sd3`` (or another tiny pipeline) runs an observation trace on a
 random-weight built-in pipeline over GenEval prompts instead.
+
+Design
+------
+Start-up is fast: :data:`COMMANDS` names, for each subcommand, the module and function that add it
+and a one-line help, so ``interp --help`` imports nothing heavy (torch, diffusers, xarray load only
+when a command runs), and only the chosen subcommand's module is imported to build its options. A new
+subcommand (``interp view``) is one entry in :data:`COMMANDS` and an ``add_<name>_command(subparsers)``
+function in its own module.
+
+Exit status (docs/cli.md): 0 success; 1 a command that ran but failed (an analysis error, a bug:
+bugs keep their traceback); 2 a user error (bad option, config, plan or store), reported as one line on
+stderr; 3 the store is being written by another process. User errors are the exception classes in
+:data:`USER_ERRORS`, matched only if their module was imported (so this module imports none of them).
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import importlib
 import sys
 from pathlib import Path
 
-from tqdm.auto import tqdm
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 
-from interp.adapters import ADAPTERS
+DEMO_MODELS = ("organism", "sd3", "sd3.5", "sdxl", "flux", "pixart")
+"""``--model`` choices: the organism and ``interp.pipelines.SUPPORTED_TINY`` (kept equal by a test,
+spelled out here so that ``--help`` does not import the pipelines)."""
+
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    # name: (module, function adding the subparser, one-line help for `interp --help`)
+    "demo": ("interp.cli", "add_demo_command", "H1 observation + A1 intervention on the model organism"),
+    "sweep": ("interp.sweep.cli", "add_sweep_command", "run or resume a sweep (prompts x seeds x conditions)"),
+    "score": ("interp.metrics.cli", "add_score_command", "score the images of a store (CLIP-T, HPS, LPIPS, ...)"),
+    "analyze": ("interp.analysis.cli", "add_analyze_command", "tables and figures of the paper from a store"),
+}
+
+USER_ERRORS: tuple[tuple[str, str, int], ...] = (
+    # (module, exception class, exit status): expected mistakes, reported in one line
+    ("interp.store.lock", "StoreLocked", EXIT_BUSY),
+    ("interp.store.safety", "StoreError", EXIT_USAGE),
+    ("interp.plan", "PlanError", EXIT_USAGE),
+    ("interp.sweep.config", "ConfigError", EXIT_USAGE),
+    ("interp.sweep.runner", "SweepError", EXIT_USAGE),
+    ("interp.analysis.errors", "StoreLacks", EXIT_USAGE),
+    ("interp.analysis.completeness", "IncompleteStore", EXIT_USAGE),
+    ("interp.metrics.weights", "MissingWeightsError", EXIT_USAGE),
+    ("interp.metrics.weights", "CorruptWeightsError", EXIT_USAGE),
+)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (the full usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from interp.store.safety import check_location, remove_store
+
+    store = Path(args.store)
+    if store.exists() and not args.overwrite:
+        print(f"interp demo: {store} exists; pass --overwrite to replace it", file=sys.stderr)
+        return EXIT_USAGE
+    if args.overwrite:
+        remove_store(store)  # refuses anything interp did not write; every option was checked by now
+    check_location(store, kind="trace")
+    if args.model == "organism":
+        from interp.demo import run_organism_demo
+
+        print(run_organism_demo(store, n_per_tag=args.per_tag, steps=args.steps, seed=args.seed))
+        return EXIT_OK
+    from tqdm.auto import tqdm
+
     import interp
     from interp import record, tracer
     from interp.summary import summarize
     from interp.sweep.prompts import balanced_subset, geneval
 
-    store = Path(args.store)
-    if store.exists():
-        if not args.overwrite:
-            print(f"{store} exists; pass --overwrite to replace it", file=sys.stderr)
-            return 2
-        shutil.rmtree(store)
-    if args.model == "organism":
-        from interp.demo import run_organism_demo
-
-        print(run_organism_demo(store, n_per_tag=args.per_tag, steps=args.steps, seed=args.seed))
-        return 0
     pipe = interp.pipelines.tiny(args.model)
     kwargs = interp.pipelines.tiny_call_kwargs(args.model)
     kwargs["num_inference_steps"] = args.steps or 8
@@ -45,50 +93,78 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ds = interp.open_store(store)
     print(f"store: {store} ({ds.sizes['sample']} samples, {ds.sizes['site']} sites, {ds.sizes['step']} steps)")
     print(summarize(ds))
-    return 0
+    return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="interp", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="H1 observation + A1 intervention on the model organism (or a tiny pipeline)")
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_demo_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    demo = subparsers.add_parser("demo", help=COMMANDS["demo"][2], description=__doc__.splitlines()[0])
     demo.add_argument(
         "--model",
         default="organism",
-        help="'organism' (trained, default) or a random-weight built-in: "
-        + ", ".join(v for adapter in ADAPTERS for v in adapter.tiny_variants),
+        choices=DEMO_MODELS,
+        help="'organism' (trained, default) or a random-weight built-in pipeline",
     )
-    demo.add_argument("--per-tag", type=int, default=4, help="organism: held-out captions per GenEval tag")
-    demo.add_argument("--prompts", type=int, default=6, help="tiny pipelines: GenEval prompts, spread over tags")
-    demo.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    demo.add_argument("--per-tag", type=_positive, default=4, help="organism: held-out captions per GenEval tag")
+    demo.add_argument("--prompts", type=_positive, default=6, help="tiny pipelines: GenEval prompts, spread over tags")
+    demo.add_argument("--steps", type=_positive, default=None, help="denoising steps (default: the model's)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the first prompt (seed + index after)")
     demo.add_argument("--store", default="traces/out/demo.zarr", help="output Zarr store")
-    demo.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    demo.add_argument("--overwrite", action="store_true", help="replace an existing store (only one that interp wrote)")
     demo.set_defaults(func=cmd_demo)
-    for extra in _extensions():
-        extra(sub)
+    return demo
+
+
+def _version() -> str:
+    from interp import __version__
+
+    return f"interp {__version__}"
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``interp`` parser; only ``command``'s module is imported (all of them with ``command="*"``)."""
+    parser = Parser(prog="interp", description="Attention statistics and causal edits in text-to-image diffusion.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, adder, help_line) in COMMANDS.items():
+        if command in (name, "*"):
+            getattr(importlib.import_module(module), adder)(sub)
+        else:  # listed in `interp --help`; its options are built only when it is the command
+            sub.add_parser(name, help=help_line, add_help=False)
     return parser
 
 
-def _extensions() -> list:
-    """Subcommands contributed by other parts of the package (sweep, score, analyze), if present."""
-    found = []
-    for module, attr in (
-        ("interp.sweep.cli", "add_sweep_command"),
-        ("interp.metrics.cli", "add_score_command"),
-        ("interp.analysis.cli", "add_analyze_command"),
-    ):
-        try:
-            mod = __import__(module, fromlist=[attr])
-        except ImportError:
-            continue
-        found.append(getattr(mod, attr))
-    return found
+def _user_error(exc: BaseException) -> int | None:
+    for module, name, status in USER_ERRORS:
+        mod = sys.modules.get(module)
+        cls = getattr(mod, name, None) if mod is not None else None
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return status
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else None).parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except Exception as exc:
+        status = _user_error(exc)
+        if status is None:
+            raise  # a bug: the traceback is what a report needs
+        message = " ".join(str(exc).split("\n")[0].split()) or type(exc).__name__
+        print(f"interp {args.command}: {message}", file=sys.stderr)
+        return status
+    except KeyboardInterrupt:
+        print(f"interp {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ in GenEval-style accuracy with a seeded bootstrap CI (``interp.stats``).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +25,6 @@ def run_organism_demo(store: Path, n_per_tag: int = 4, steps: int | None = None,
     from interp.stats import paired_bootstrap_ci
     from interp.summary import summarize
 
-    if store.exists():
-        shutil.rmtree(store)
     pipe = load_organism()
     pairs = eval_prompts(n_per_tag, seed_offset=seed)
     kwargs = {} if steps is None else {"num_inference_steps": steps}

@@ -9,7 +9,9 @@ manager. Its lifecycle:
    supported, the store path is usable, one prompt, one image per prompt);
 2. ``__enter__`` opens a plan in the current context (seeded with ``plan=`` if given: sweeps build
    plans from configs); the ``with`` body declares records;
-3. ``__exit__`` (only if the body did not raise) closes the plan, resolves its sites (bad sites,
+3. ``__exit__`` (only if the body did not raise) closes the plan, checks that it keeps the store's
+   meaning (``interp.store.meaning``: model, records, the condition's edits and options, no duplicate
+   sample), resolves its sites (bad sites,
    statistics or query sets raise here, before generation), checks each site's attention backend,
    installs the step clock and the site hooks, runs the pipeline with a seeded CPU generator, and
    removes every hook in a ``finally`` block, so the pipeline is exactly as it was whatever happens;
@@ -44,8 +46,9 @@ from interp.provenance import provenance
 from interp.sites.compiled import check_compiled
 from interp.sites.intercept import Installation, SiteHooks, check_backend
 from interp.statistics import CATALOGUE
+from interp.store.meaning import check_trace_fits, condition_entry, trace_identity
 from interp.store.schema import plan_attrs, trace_dataset
-from interp.store.zarr_io import append_trace, check_store_path
+from interp.store.zarr_io import TraceMeaning, append_trace, check_store_path
 
 
 class AfterGenerationError(RuntimeError):
@@ -78,6 +81,7 @@ class Trace:
         tag: str = "",
         plan: Plan | None = None,
         kernel: str = "auto",
+        allow_duplicate: bool = False,
         **pipeline_kwargs: Any,
     ) -> None:
         self.adapter = adapter_for(pipe)
@@ -98,6 +102,8 @@ class Trace:
         self.store = check_store_path(store) if store is not None else None
         self.condition = condition
         self.tag = tag
+        self.allow_duplicate = allow_duplicate
+        self.meaning: TraceMeaning | None = None
         self.pipeline_kwargs = pipeline_kwargs
         self.initial_plan = plan
         self.captured: dict = {}
@@ -117,8 +123,26 @@ class Trace:
         self.plan = close_plan(self._token)
         if exc_type is not None:
             return False
+        self._check_store(self.plan)
         self._run(self.plan)
         return False
+
+    def _check_store(self, plan: Plan) -> None:
+        """Before generation: the store's meaning (model, records, this condition) fits this trace."""
+        if self.store is None:
+            return
+        plan_json = plan.to_json()
+        dtype = str(getattr(self.adapter.denoiser(self.pipe), "dtype", ""))
+        self.meaning = TraceMeaning(
+            identity=trace_identity(plan_json, provenance(self.pipe, self.adapter.name), dtype),
+            condition=self.condition,
+            entry=condition_entry(plan_json, self.pipeline_kwargs),
+            allow_duplicate=self.allow_duplicate,
+        )
+        check_trace_fits(
+            self.store, self.meaning.identity, self.condition, self.meaning.entry, self._sample_coords(),
+            allow_duplicate=self.allow_duplicate,
+        )
 
     # --- results ---------------------------------------------------------------------------------
     @property
@@ -199,7 +223,7 @@ class Trace:
             self.stats = self._dataset(plan, clock, observer, [r.site for r in requests], attrs)
             if self.store is not None:
                 stage = f"writing to the store {self.store}"
-                self.sample = append_trace(self.store, self.stats, self._sample_coords())
+                self.sample = append_trace(self.store, self.stats, self._sample_coords(), self.meaning)
         except Exception as exc:
             raise AfterGenerationError(
                 f"the generation finished, but {stage} failed ({type(exc).__name__}: {exc}); the generated "
@@ -268,10 +292,19 @@ def trace(
     store: str | os.PathLike | None = None,
     condition: str = "baseline",
     tag: str = "",
+    allow_duplicate: bool = False,
     **pipeline_kwargs: Any,
 ) -> Trace:
-    """Open a trace of one generation; see the module docstring and ``docs/concepts.md``."""
-    return Trace(pipe, prompt, seed=seed, store=store, condition=condition, tag=tag, **pipeline_kwargs)
+    """Open a trace of one generation; see the module docstring and ``docs/concepts.md``.
+
+    With ``store=``, the trace must keep the store's meaning (model, records, the condition's edits and
+    call options) and not repeat a done prompt/seed/condition unless ``allow_duplicate=True``; both are
+    checked before generation (``interp.store.meaning``).
+    """
+    return Trace(
+        pipe, prompt, seed=seed, store=store, condition=condition, tag=tag, allow_duplicate=allow_duplicate,
+        **pipeline_kwargs,
+    )
 
 
 __all__ = ["AfterGenerationError", "Trace", "trace", "PlanError"]

@@ -34,7 +34,7 @@ def load(
             (``"stabilityai/stable-diffusion-3-medium-diffusers"``) or the path of a folder
             written by ``save_pretrained`` (it holds ``model_index.json``). An existing path is loaded with
             ``local_files_only=True``; an ``os.PathLike`` is always taken as a local path.
-        dtype: passed as ``torch_dtype`` (None: the checkpoint's own dtype).
+        dtype: passed as ``dtype`` (None: the checkpoint's own dtype).
         device: if given, the pipeline is moved there with ``pipe.to(device)``.
         **from_pretrained_kwargs: passed on to ``DiffusionPipeline.from_pretrained`` (``revision``,
             ``variant``, ``cache_dir``, ...); they override the defaults above.
@@ -46,7 +46,7 @@ def load(
         return pipe.to(device) if device is not None else pipe
     kwargs = dict(from_pretrained_kwargs)
     if dtype is not None:
-        kwargs.setdefault("torch_dtype", dtype)
+        kwargs.setdefault("dtype", dtype)  # diffusers >= 0.42 deprecates torch_dtype
     path = Path(os.fspath(id_or_path)).expanduser()
     if path.exists():
         if not path.is_dir() or not (path / "model_index.json").is_file():

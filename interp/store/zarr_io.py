@@ -8,56 +8,51 @@ conforms the new trace to the store (pads the step, call, head, key and rank axe
 up to the store's sizes, refuses a trace that needs larger axes or other sites), appends it along
 ``sample`` with ``done = False``, then sets ``done = True`` in a separate region write, last: a reader
 (or a resumed sweep) trusts only samples whose flag is set. Appends from several processes are
-serialised by an exclusive lock on a sibling ``<store>.lock`` file; sweeps (many workers) instead
-pre-create their rows and write disjoint regions.
+serialised by an exclusive lock on a sibling ``<store>.lock`` file (``interp.store.lock``); sweeps
+(many workers) instead pre-create their rows and write disjoint regions.
+
+A store's meaning is fixed by its first trace (``interp.store.meaning``): ``append_trace`` with a
+``TraceMeaning`` re-checks it under the lock and records a new condition's edits and call options in the
+root attributes. Where a store may live (``interp.store.safety.check_location``) is checked before
+generation by the tracer.
 
 Consolidated metadata is passed explicitly on every write and open (docs/design.md, The store).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import json
 import os
 import warnings
-from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from interp.store.lock import append_lock
+from interp.store.meaning import CONDITIONS_ATTR, check_trace_fits, identity_attrs
+from interp.store.safety import StoreError, check_location, is_zarr_store
 from interp.store.schema import STATIC_COORDS, strings
 
 warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
 
 
-class StoreError(ValueError):
-    """A store path or content that a trace cannot be written to."""
+@dataclass(frozen=True)
+class TraceMeaning:
+    """What a trace adds to a store's meaning (``interp.store.meaning``), checked again at append time."""
 
-
-def is_zarr_store(path: Path) -> bool:
-    return (path / "zarr.json").is_file()
+    identity: dict[str, Any]
+    condition: str
+    entry: dict[str, Any]
+    allow_duplicate: bool = False
+    sample: dict[str, Any] = field(default_factory=dict)
 
 
 def check_store_path(path: str | os.PathLike) -> Path:
-    """Refuse, before any generation, a path that exists and is not a Zarr store."""
-    p = Path(path)
-    if p.exists() and not (p.is_dir() and is_zarr_store(p)):
-        what = "a file" if p.is_file() else "a folder that is not a Zarr v3 store (no zarr.json)"
-        raise StoreError(f"store path {p} exists and is {what}; choose a new path or an existing interp store")
-    return p
-
-
-@contextlib.contextmanager
-def store_lock(path: Path) -> Iterator[None]:
-    lock = path.with_name(path.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """Refuse, before any generation, a path that cannot hold or extend a trace store."""
+    return check_location(path, kind="trace")
 
 
 def _with_sample(ds: xr.Dataset, sample_coords: dict[str, object]) -> xr.Dataset:
@@ -130,22 +125,41 @@ def _encoding(ds: xr.Dataset) -> dict[str, dict]:
     return enc
 
 
-def append_trace(path: str | os.PathLike, ds: xr.Dataset, sample_coords: dict[str, object]) -> int:
-    """Append one trace as a new sample; returns its sample index. Earlier samples are not rewritten."""
+def append_trace(
+    path: str | os.PathLike,
+    ds: xr.Dataset,
+    sample_coords: dict[str, object],
+    meaning: TraceMeaning | None = None,
+) -> int:
+    """Append one trace as a new sample; returns its sample index. Earlier samples are not rewritten.
+
+    With ``meaning``, the store's identity is checked (and, for a new store, recorded) under the lock.
+    """
     p = check_store_path(path)
     new = _with_sample(ds, sample_coords)
-    with store_lock(p):
+    with append_lock(p):
+        if meaning is not None:
+            check_trace_fits(
+                p, meaning.identity, meaning.condition, meaning.entry, {**sample_coords},
+                allow_duplicate=meaning.allow_duplicate,
+            )
         if not is_zarr_store(p):
+            if meaning is not None:
+                new.attrs.update(identity_attrs(meaning.identity, {meaning.condition: meaning.entry}))
             new.to_zarr(p, mode="w-", zarr_format=3, consolidated=True, encoding=_encoding(new))
             index = 0
         else:
             store = xr.open_zarr(p, consolidated=True)
             index = store.sizes["sample"]
+            conditions = json.loads(store.attrs.get(CONDITIONS_ATTR, "{}"))
             new = _conform(new, store)
             keep = [n for n in new.variables if "sample" in new[n].dims or n in new.dims]
-            new[keep].drop_vars([d for d in new.dims if d != "sample" and d in new.coords], errors="ignore").to_zarr(
-                p, append_dim="sample", consolidated=True
-            )
+            new = new[keep].drop_vars([d for d in new.dims if d != "sample" and d in new.coords], errors="ignore")
+            new.attrs = dict(store.attrs)  # the store's attributes stay those of its creation ...
+            if meaning is not None and meaning.condition not in conditions:  # ... plus a new condition
+                conditions[meaning.condition] = meaning.entry
+                new.attrs[CONDITIONS_ATTR] = json.dumps(conditions, sort_keys=True)
+            new.to_zarr(p, append_dim="sample", consolidated=True)
         flag = xr.Dataset({"done": ("sample", np.ones(1, dtype=bool))})
         flag.to_zarr(p, region={"sample": slice(index, index + 1)}, consolidated=True)
     return index
@@ -155,7 +169,7 @@ def open_store(path: str | os.PathLike, *, done_only: bool = True, chunks: dict 
     """Open a store lazily (dask); by default only samples whose ``done`` flag is set."""
     p = Path(path)
     if not is_zarr_store(p):
-        raise StoreError(f"{p} is not a Zarr v3 store")
+        raise StoreError(f"{p} is not a Zarr v3 store" + ("" if p.exists() else " (it does not exist)"))
     ds = xr.open_zarr(p, consolidated=True, chunks=chunks if chunks is not None else {"sample": 64})
     if done_only and "done" in ds:
         ds = ds.isel(sample=np.flatnonzero(ds["done"].values))

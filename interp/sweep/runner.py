@@ -47,7 +47,9 @@ from interp.observe import site_requests
 from interp.plan import Plan, PlanError
 from interp.sites.intercept import check_backend
 from interp.sites.select import resolve_sites
-from interp.store.zarr_io import append_trace, is_zarr_store
+from interp.store.lock import StoreLocked, writer_lock
+from interp.store.safety import StoreError, check_location, differences, is_zarr_store
+from interp.store.zarr_io import append_trace
 from interp.sweep import distributed, embeddings
 from interp.sweep.config import Condition, ConfigError, SweepConfig, identity_hash, load_config, plan_field
 from interp.sweep.layout import StoreLayout
@@ -353,15 +355,6 @@ def _identity(cfg: SweepConfig, prompts: Sequence[Prompt]) -> dict[str, Any]:
     return {"config": cfg.identity(), "prompts_sha256": prompts_digest(prompts), "n_prompts": len(prompts)}
 
 
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += _diff(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))
-        return out
-    return [] if a == b else [prefix or "(root)"]
-
-
 def check_existing_store(path: Path, identity: Mapping[str, Any]) -> None:
     """An existing store must be a sweep store made by a config with the same results-determining fields."""
     try:
@@ -372,7 +365,7 @@ def check_existing_store(path: Path, identity: Mapping[str, Any]) -> None:
         raise ConfigError("store", f"{path} exists and is not a sweep store; choose a new path")
     theirs = json.loads(attrs["sweep_identity"])
     if identity_hash(theirs) != identity_hash(identity):
-        fields = _diff(theirs, json.loads(json.dumps(identity)))
+        fields = differences(theirs, json.loads(json.dumps(identity)))
         raise ConfigError(
             "store",
             f"{path} was made by a sweep config that differs in {', '.join(fields)}; resume with the same "
@@ -429,18 +422,48 @@ def run(
     prompts, n_source = load_prompts(cfg)
     table = sample_table(cfg, prompts, n_source)
     identity = _identity(cfg, prompts)
-    if path.exists():
-        if not is_zarr_store(path):
-            raise ConfigError("store", f"{path} exists and is not a Zarr store; choose a new path")
-        check_existing_store(path, identity)
+    _check_store(path, identity)
     created_group = distributed.init_process_group(info, cfg.run.barrier_timeout_s)
     try:
-        if pipe is None:
-            pipe = load_pipeline(cfg, distributed.device_for(info, cfg.model.device))
-        prep = prepare(cfg, pipe, probe=table[0])
-        return _run(cfg, pipe, prep, path, info, prompts, table, identity, progress, say, t_start, fault)
+        with _launch_lock(path, cfg, info):
+            _check_store(path, identity)  # again: another sweep may have made it before we held the lock
+            if pipe is None:
+                pipe = load_pipeline(cfg, distributed.device_for(info, cfg.model.device))
+            prep = prepare(cfg, pipe, probe=table[0])
+            return _run(cfg, pipe, prep, path, info, prompts, table, identity, progress, say, t_start, fault)
     finally:
         distributed.destroy(created_group)
+
+
+def _check_store(path: Path, identity: Mapping[str, Any]) -> None:
+    """Location (not under a file, writable), type (a sweep store) and config of the store, or ConfigError."""
+    try:
+        check_location(path, kind="sweep")
+    except StoreError as exc:
+        raise ConfigError("store", str(exc)) from None
+    if is_zarr_store(path):
+        check_existing_store(path, identity)
+
+
+@contextlib.contextmanager
+def _launch_lock(path: Path, cfg: SweepConfig, info: distributed.DistInfo) -> Iterator[None]:
+    """One sweep launch writes a store at a time: rank 0 holds the store's lock (``interp.store.lock``)
+    for the whole launch and tells the other ranks whether it got it, so the ranks of one launch never
+    contend and every rank of a second launch stops at once with the same message."""
+    refusal: str | None = None
+    with contextlib.ExitStack() as stack:
+        if info.is_main:
+            try:
+                stack.enter_context(writer_lock(path, f"sweep {cfg.name!r} (rank 0 of {info.world_size})"))
+            except StoreLocked as exc:
+                refusal = str(exc)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            box = [refusal]
+            torch.distributed.broadcast_object_list(box, src=0)
+            refusal = box[0]
+        if refusal is not None:
+            raise SweepError(refusal)
+        yield
 
 
 def _run(

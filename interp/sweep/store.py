@@ -79,6 +79,8 @@ def create_store(
 ) -> None:
     """Create the complete store (every array, coordinate, attribute; consolidated) atomically."""
     final = Path(path)
+    if final.is_dir() and not final.is_symlink() and not any(final.iterdir()):
+        final.rmdir()  # an empty folder made for the store (check_location accepts it): replaced
     if final.exists():
         raise SweepStoreError(f"cannot create {final}: it exists already")
     tmp = final.with_name(f".{final.name}.creating-{os.getpid()}")
