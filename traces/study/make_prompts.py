@@ -20,6 +20,8 @@ if __name__ == "__main__":
     out = Path(__file__).with_name("heldout.jsonl")
     pairs = eval_prompts(PER_TAG)
     by_tag = [pairs[t * PER_TAG : (t + 1) * PER_TAG] for t in range(len(pairs) // PER_TAG)]
-    lines = [json.dumps({"prompt": spec.caption, "tag": spec.tag}) for row in zip(*by_tag) for spec, _ in row]
+    lines = [
+        json.dumps({"prompt": spec.caption, "tag": spec.tag}) for row in zip(*by_tag, strict=True) for spec, _ in row
+    ]
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"{out}: {len(lines)} prompts")
