@@ -10,9 +10,9 @@ LIMIT=${LIMIT:-300}
 STORE=${STORE:-traces/out/organism_study.zarr}
 TABLES=${TABLES:-traces/study/tables.npz}
 export OMP_NUM_THREADS=1
-start=$(date +%s.%N)
+start=$(date +%s)
 timeout -s TERM "$LIMIT" torchrun --standalone --nproc_per_node "$NPROC" -m interp.cli sweep \
     traces/study/organism_study.toml --store "$STORE" --no-progress
-echo "sweep exit $? after $(echo "$(date +%s.%N) - $start" | bc) s"
+echo "sweep exit $? after $(( $(date +%s) - start )) s"
 python -m interp.analysis.study_tables "$STORE" "$TABLES" --workers "$NPROC" --block 128
-echo "total $(echo "$(date +%s.%N) - $start" | bc) s"
+echo "total $(( $(date +%s) - start )) s"
