@@ -54,6 +54,10 @@ def _layer(layer: SiteSpec | None, layers: SiteSpec | None) -> SiteSpec:
     return value
 
 
+def _words(words: list[str] | tuple[str, ...] | str) -> tuple[str, ...]:
+    return (words,) if isinstance(words, str) else tuple(words)
+
+
 def edit(
     selector: Selector,
     operation: Operation,
@@ -79,6 +83,7 @@ def mask_topk(
     modality: str | None = None,
     replay: str | None = None,
     replay_sample: int | None = None,
+    words: list[str] | tuple[str, ...] | str = (),
     name: str | None = None,
     **scope: Unpack[ScopeOptions],
 ) -> Edit:
@@ -86,9 +91,21 @@ def mask_topk(
 
     Sinks come from the same call's unedited attention (``select="head"``: per head; ``"union"``: one
     set for all heads by head-averaged mass), or from a baseline store with ``replay=PATH``.
+    ``words`` keeps only the top-k keys of these word classes (``interp.edits.words``; e.g.
+    ``"non_content"``: BOS / EOS, padding, function words), so a head whose sink is another kind of key
+    edits nothing.
     """
     kind = "replay" if replay is not None else "topk"
-    sel = Selector(kind=kind, k=k, select=select, by=by, modality=modality, source=replay, source_sample=replay_sample)
+    sel = Selector(
+        kind=kind,
+        k=k,
+        select=select,
+        by=by,
+        modality=modality,
+        source=replay,
+        source_sample=replay_sample,
+        words=_words(words),
+    )
     return _append(
         Edit(sel, Operation("score", eta=eta), _scope(_layer(layer, layers), scope), name or f"mask_top{k}"),
         "mask_topk",
@@ -144,6 +161,7 @@ def mask_random(
     modality: str | None = None,
     match: str | None = None,
     seed: int = 0,
+    words: list[str] | tuple[str, ...] | str = (),
     name: str | None = None,
     **scope: Unpack[ScopeOptions],
 ) -> Edit:
@@ -152,8 +170,12 @@ def mask_random(
     ``match="modality"`` draws as many text and image keys as the top-k set has; ``"token_class"``
     matches its padding / content / special composition; ``"mass"`` draws random keys outside the
     top-k set until their total mass is closest to the top-k set's (the count may differ from k).
+    ``words``: the control of ``mask_topk(words=...)``: per head as many keys as the top-k set has of
+    these word classes (matched on that subset), never drawn from the whole top-k set.
     """
-    sel = Selector(kind="random", k=k, select=select, by=by, modality=modality, match=match, seed=seed)
+    sel = Selector(
+        kind="random", k=k, select=select, by=by, modality=modality, match=match, seed=seed, words=_words(words)
+    )
     return _append(
         Edit(
             sel,

@@ -16,6 +16,10 @@ sites and branches; they never draw a key of the top-k set they control for. Mat
 composition over (image, text content, text padding, text special); ``mass`` shuffles the non-top-k
 candidates and keeps the prefix whose total unedited mass is closest to the top-k set's (so
 |achieved - target| <= the mass of one candidate key).
+
+A selector with ``words`` (``interp.edits.words``) keeps only the top-k keys of those word classes
+(the others become -1, so heads differ in how many keys they edit); its random control draws, per
+head, as many keys as that filtered set has (matched on it), still never from the whole top-k set.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from torch import Tensor
 
 from interp.adapters.base import TokenLayout
 from interp.edits.spec import Selector
+from interp.edits.words import word_class
 from interp.plan import PlanError
 
 
@@ -142,8 +147,16 @@ def choose_keys(
         return replayed[..., : sel.k].to(device=device, dtype=torch.long)
     cand = candidate_mask if candidate_mask is not None else candidates_of(layouts, sel.modality).to(device)
     if sel.kind in ("topk", "bottomk"):
-        return _ranked(mass, cand, sel.k, sel.kind == "topk", sel.select)
+        chosen = _ranked(mass, cand, sel.k, sel.kind == "topk", sel.select)
+        return _of_words(chosen, layouts, sel.words) if sel.words else chosen
     return _random(sel, mass, cand, layouts, n_heads, seed_parts)
+
+
+def _of_words(keys: Tensor, layouts: Sequence[TokenLayout], words: tuple[str, ...]) -> Tensor:
+    """``keys`` (B, H, K) with the keys whose word class is not in ``words`` replaced by -1."""
+    allowed = torch.as_tensor(np.stack([np.isin(word_class(lay), words) for lay in layouts])).to(keys.device)
+    keep = allowed[:, None, :].expand(-1, keys.shape[1], -1).gather(-1, keys.clamp(min=0)) & (keys >= 0)
+    return torch.where(keep, keys, torch.full_like(keys, -1))
 
 
 def _random(
@@ -154,7 +167,10 @@ def _random(
     n_heads: int,
     seed_parts: Sequence[int],
 ) -> Tensor:
-    top = _ranked(mass, cand, sel.k, True, sel.select).cpu().numpy()
+    top = _ranked(mass, cand, sel.k, True, sel.select)
+    # the set the control stands for: the top-k set, or its keys of the named word classes
+    target_set = (_of_words(top, layouts, sel.words) if sel.words else top).cpu().numpy()
+    top = top.cpu().numpy()
     mass_np = mass.detach().float().cpu().numpy()
     cand_np = cand.cpu().numpy()
     sets: list[list[np.ndarray]] = []
@@ -166,15 +182,18 @@ def _random(
         for h in range(heads):
             pool = np.flatnonzero(cand_np[b])
             pool = pool[~np.isin(pool, top[b, h])]
-            if sel.match is None:
-                pick = rng.choice(pool, size=sel.k, replace=False)
+            want = target_set[b, h][target_set[b, h] >= 0]
+            if len(want) == 0:
+                pick = want
+            elif sel.match is None:
+                pick = rng.choice(pool, size=len(want), replace=False)
             elif sel.match == "modality":
-                pick = _stratified(rng, pool, lay.modality, lay.modality[top[b, h]])
+                pick = _stratified(rng, pool, lay.modality, lay.modality[want])
             elif sel.match == "token_class":
-                pick = _stratified(rng, pool, cls, cls[top[b, h]])
+                pick = _stratified(rng, pool, cls, cls[want])
             else:  # mass
                 m = mass_np[b].mean(0) if sel.select == "union" else mass_np[b, h]
-                target = float(m[top[b, h]].sum())
+                target = float(m[want].sum())
                 order = rng.permutation(pool)
                 cum = np.cumsum(m[order])
                 n = int(np.argmin(np.abs(cum - target))) + 1
@@ -183,7 +202,7 @@ def _random(
         if sel.select == "union":
             per_head = per_head * n_heads
         sets.append(per_head)
-    width = max(len(p) for row in sets for p in row)
+    width = max(max(len(p) for row in sets for p in row), 1)
     out = torch.full((len(layouts), n_heads, width), -1, dtype=torch.long)
     for b, row in enumerate(sets):
         for h, p in enumerate(row):

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from interp.edits.words import expand_words
 from interp.plan import QUERY_SETS, PlanError, SiteSpec
 
 SELECTOR_KINDS = ("topk", "bottomk", "random", "keys", "replay", "none")
@@ -69,8 +70,16 @@ class Selector:
     keys: tuple[Any, ...] = ()
     source: str | None = None
     source_sample: int | None = None
+    words: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.words:
+            if self.kind not in ("topk", "random"):
+                raise PlanError("words= applies to top-k edits and their random controls only")
+            try:
+                object.__setattr__(self, "words", expand_words(self.words))
+            except ValueError as exc:
+                raise PlanError(str(exc)) from None
         if self.kind not in SELECTOR_KINDS:
             raise PlanError(f"unknown selector {self.kind!r}; known: {', '.join(SELECTOR_KINDS)}")
         if self.kind in ("topk", "bottomk", "random", "replay") and (

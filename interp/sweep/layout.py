@@ -22,6 +22,7 @@ a variable the store lacks, a site whose head or key count differs) raises :clas
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +75,17 @@ def per_sample_names(ds: xr.Dataset) -> list[str]:
     """Variables of a trace dataset that vary per sample: data variables and non-static coordinates."""
     coords = [n for n in ds.coords if n not in STATIC_COORDS and n not in ds.dims]
     return [*ds.data_vars, *coords]
+
+
+def _count_varies(ds: xr.Dataset) -> bool:
+    """Whether an edit of this trace chooses a data-dependent number of keys (``match="mass"``)."""
+    if "edit_plan" not in ds:
+        return False
+    items = []
+    for text in ds.edit_plan.values.ravel():
+        value = json.loads(str(text) or "[]")
+        items.extend(value if isinstance(value, list) else [value])
+    return any(item.get("selector", {}).get("match") == "mass" for item in items)
 
 
 def _static_names(ds: xr.Dataset) -> list[str]:
@@ -139,6 +151,10 @@ class StoreLayout:
             labels["branch"].sort(key=lambda b: BRANCHES.index(b) if b in BRANCHES else len(BRANCHES))
         for d, v in labels.items():
             sizes[d] = len(v)
+        if "edit_rank" in sizes and "key" in sizes and any(_count_varies(ds) for ds in datasets):
+            # a mass-matched random control draws a data-dependent number of keys, at most a site's keys:
+            # the first prompt's count is no bound for the others
+            sizes["edit_rank"] = max(sizes["edit_rank"], sizes["key"])
         layout = cls(
             sizes,
             {d: tuple(v) for d, v in labels.items()},
