@@ -32,8 +32,13 @@ CASES = {
 def bench_pipeline(blocks: int, heads: int, head_dim: int):
     pipe = interp.pipelines.tiny("sd3")
     cfg = dict(pipe.transformer.config)
-    cfg.update(num_layers=blocks, pos_embed_max_size=64, num_attention_heads=heads, attention_head_dim=head_dim,
-               caption_projection_dim=heads * head_dim)
+    cfg.update(
+        num_layers=blocks,
+        pos_embed_max_size=64,
+        num_attention_heads=heads,
+        attention_head_dim=head_dim,
+        caption_projection_dim=heads * head_dim,
+    )
     cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
     torch.manual_seed(0)
     pipe.transformer = SD3Transformer2DModel(**cfg).eval()
@@ -51,8 +56,14 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     pipe = bench_pipeline(args.blocks, args.heads, args.head_dim)
-    kw = dict(num_inference_steps=args.steps, guidance_scale=5.0, height=128, width=128, max_sequence_length=256,
-              output_type="pt")
+    kw = dict(
+        num_inference_steps=args.steps,
+        guidance_scale=5.0,
+        height=128,
+        width=128,
+        max_sequence_length=256,
+        output_type="pt",
+    )
 
     def plain():
         pipe("a photo of a red bench", generator=torch.Generator().manual_seed(0), **kw)
@@ -71,9 +82,11 @@ def main() -> None:
             plain() if name == "plain" else traced(CASES[name])
             times[name].append(time.perf_counter() - t0)
     base = statistics.median(times["plain"])
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{args.threads} thread(s); {args.blocks} blocks of {args.heads} heads x {args.head_dim}, "
-          f"1024 image + 333 text tokens, {args.steps} steps, CFG")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{args.threads} thread(s); {args.blocks} blocks of {args.heads} heads x {args.head_dim}, "
+        f"1024 image + 333 text tokens, {args.steps} steps, CFG"
+    )
     print(f"{'case':<44}{'median s':>10}{'ratio':>8}")
     for name, ts in times.items():
         med = statistics.median(ts)

@@ -48,12 +48,17 @@ def run_organism_demo(store: Path, n_per_tag: int = 4, steps: int | None = None,
     edited = ds.isel(sample=np.flatnonzero(ds.condition.values == "A1_mid_top1"))
     before = float(np.nanmean(edited.edit_mass_before.values))
     after = float(np.nanmean(edited.edit_mass_after.values))
-    lines += ["", f"A1 (mask_topk(layer=0.5, k=1), eta=0): removed incoming mass per head, measured: "
-              f"{before:.4f} before -> {after:.4f} after (uniform = {1 / int(ds.site_keys.max()):.4f})"]
+    lines += [
+        "",
+        f"A1 (mask_topk(layer=0.5, k=1), eta=0): removed incoming mass per head, measured: "
+        f"{before:.4f} before -> {after:.4f} after (uniform = {1 / int(ds.site_keys.max()):.4f})",
+    ]
     diff = edit.correct.astype(float) - base.correct.astype(float)
     ci = paired_bootstrap_ci(edit.correct.astype(float), base.correct.astype(float), method="percentile", seed=0)
-    lines.append(f"accuracy (exact scorer): baseline {base.correct.mean():.3f}, A1 {edit.correct.mean():.3f}, "
-                 f"paired difference {diff.mean():+.3f} [95% CI {ci.low:+.3f}, {ci.high:+.3f}] over {len(diff)} pairs")
+    lines.append(
+        f"accuracy (exact scorer): baseline {base.correct.mean():.3f}, A1 {edit.correct.mean():.3f}, "
+        f"paired difference {diff.mean():+.3f} [95% CI {ci.low:+.3f}, {ci.high:+.3f}] over {len(diff)} pairs"
+    )
     for tag in dict.fromkeys(tags):
         sel = np.array([t == tag for t in tags])
         lines.append(f"  {tag:<14} baseline {base.correct[sel].mean():.2f}  A1 {edit.correct[sel].mean():.2f}")

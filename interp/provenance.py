@@ -49,9 +49,7 @@ def provenance(pipe: Any, family: str, denoiser: Any) -> dict[str, str]:
     return {
         "model_family": family,
         "pipeline_class": type(pipe).__name__,
-        "model_id": str(
-            getattr(pipe, "name_or_path", None) or getattr(pipe.config, "_name_or_path", "") or ""
-        ),
+        "model_id": str(getattr(pipe, "name_or_path", None) or getattr(pipe.config, "_name_or_path", "") or ""),
         "denoiser_config": json.dumps(
             {k: v for k, v in dict(denoiser_cfg).items() if k != "_use_default_values"}, sort_keys=True, default=str
         ),

@@ -21,8 +21,22 @@ def key_label(ds: xr.Dataset, sample: int, layout: str, branch: str, key: int) -
 def _labeler(ds: xr.Dataset, layout: str, branch: str):
     """A fast ``(sample, key) -> label`` for one layout and branch: the token coordinates are loaded once
     into numpy (indexing a lazy store key by key would build a dask graph per key)."""
-    sel = ds[[c for c in ("key_modality", "key_image_row", "key_image_col", "key_is_bos", "key_is_eos",
-                          "key_is_pad", "key_token_str", "key_encoder") if c in ds.variables]]
+    sel = ds[
+        [
+            c
+            for c in (
+                "key_modality",
+                "key_image_row",
+                "key_image_col",
+                "key_is_bos",
+                "key_is_eos",
+                "key_is_pad",
+                "key_token_str",
+                "key_encoder",
+            )
+            if c in ds.variables
+        ]
+    ]
     sel = sel.sel(layout=layout, branch=branch)
     if "sample" not in sel.dims:
         sel = sel.expand_dims("sample")
@@ -31,8 +45,15 @@ def _labeler(ds: xr.Dataset, layout: str, branch: str):
     def label(sample: int, key: int) -> str:
         if str(arr["key_modality"][sample, key]) == "image":
             return f"image patch ({int(arr['key_image_row'][sample, key])},{int(arr['key_image_col'][sample, key])})"
-        role = ("BOS" if arr["key_is_bos"][sample, key] else "EOS" if arr["key_is_eos"][sample, key]
-                else "pad" if arr["key_is_pad"][sample, key] else "")
+        role = (
+            "BOS"
+            if arr["key_is_bos"][sample, key]
+            else "EOS"
+            if arr["key_is_eos"][sample, key]
+            else "pad"
+            if arr["key_is_pad"][sample, key]
+            else ""
+        )
         text = f"{arr['key_encoder'][sample, key]} {str(arr['key_token_str'][sample, key])!r}"
         return text + (f" [{role}]" if role else "")
 
@@ -55,8 +76,10 @@ def summarize(ds: xr.Dataset, branch: str = "cond") -> str:
     """Per site: mean and max of max_mass (uniform = 1 / keys), and the most frequent dominant key."""
     if "max_mass" not in ds:
         raise KeyError("the store has no max_mass: record('mass', ...) to summarise sinks")
-    lines = [f"{ds.sizes['sample']} sample(s), branch {branch!r}; max_mass over steps and heads",
-             f"{'site':<34}{'mean':>8}{'max':>8}{'x uniform':>11}  most frequent dominant key (share)"]
+    lines = [
+        f"{ds.sizes['sample']} sample(s), branch {branch!r}; max_mass over steps and heads",
+        f"{'site':<34}{'mean':>8}{'max':>8}{'x uniform':>11}  most frequent dominant key (share)",
+    ]
     mm = ds.max_mass.sel(branch=branch).load()
     for site in [str(s) for s in ds.site.values]:
         vals = mm.sel(site=site).values
@@ -67,6 +90,8 @@ def summarize(ds: xr.Dataset, branch: str = "cond") -> str:
         counts = dominant_keys(ds, site, branch)
         total = sum(counts.values())
         top, n = counts.most_common(1)[0] if counts else ("-", 0)
-        lines.append(f"{site:<34}{vals.mean():>8.4f}{vals.max():>8.4f}{vals.mean() * n_keys:>11.1f}  "
-                     f"{top} ({n / max(total, 1):.0%})")
+        lines.append(
+            f"{site:<34}{vals.mean():>8.4f}{vals.max():>8.4f}{vals.mean() * n_keys:>11.1f}  "
+            f"{top} ({n / max(total, 1):.0%})"
+        )
     return "\n".join(lines)

@@ -140,7 +140,11 @@ class Trace:
             allow_duplicate=self.allow_duplicate,
         )
         check_trace_fits(
-            self.store, self.meaning.identity, self.condition, self.meaning.entry, self._sample_coords(),
+            self.store,
+            self.meaning.identity,
+            self.condition,
+            self.meaning.entry,
+            self._sample_coords(),
             allow_duplicate=self.allow_duplicate,
         )
 
@@ -194,7 +198,7 @@ class Trace:
         if self.prompt is not None and "prompt_embeds" not in kwargs:
             kwargs["prompt"] = self.prompt
         if "negative_prompt_embeds" in kwargs:  # the text only labels the layout (None, not absent: PixArt
-            kwargs["negative_prompt"] = None   # defaults an absent one to "" and then refuses both)
+            kwargs["negative_prompt"] = None  # defaults an absent one to "" and then refuses both)
         check_compiled(denoiser, requests)
         # everything that does not need the generation is computed before it (provenance included)
         attrs = {
@@ -302,7 +306,13 @@ def trace(
     checked before generation (``interp.store.meaning``).
     """
     return Trace(
-        pipe, prompt, seed=seed, store=store, condition=condition, tag=tag, allow_duplicate=allow_duplicate,
+        pipe,
+        prompt,
+        seed=seed,
+        store=store,
+        condition=condition,
+        tag=tag,
+        allow_duplicate=allow_duplicate,
         **pipeline_kwargs,
     )
 

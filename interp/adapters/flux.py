@@ -74,15 +74,11 @@ class FluxAdapter(Adapter):
         tr = pipe.transformer
         double = len(tr.transformer_blocks)
         single = len(tr.single_transformer_blocks)
-        out = [
-            SiteInfo(f"transformer_blocks.{i}.attn", i, "joint", True, JOINT, JOINT) for i in range(double)
-        ]
+        out = [SiteInfo(f"transformer_blocks.{i}.attn", i, "joint", True, JOINT, JOINT) for i in range(double)]
         for i in range(single):
             unused = (TEXT,) if i == single - 1 else ()
             out.append(
-                SiteInfo(
-                    f"single_transformer_blocks.{i}.attn", double + i, "single", True, JOINT, JOINT, unused
-                )
+                SiteInfo(f"single_transformer_blocks.{i}.attn", double + i, "single", True, JOINT, JOINT, unused)
             )
         return out
 
@@ -143,9 +139,7 @@ class FluxAdapter(Adapter):
         n_image = call.latent_hw[0]
         n_text = n_keys - n_image
         if self._n_text is not None and self._n_text != n_text:
-            raise RuntimeError(
-                f"{n_keys} keys do not split into {self._n_text} text + {n_image} image tokens"
-            )
+            raise RuntimeError(f"{n_keys} keys do not split into {self._n_text} text + {n_image} image tokens")
         return self._joint(pipe, text, call_kwargs, n_text, self.image_part(n_image))
 
     def planned_layout(
@@ -165,9 +159,7 @@ class FluxAdapter(Adapter):
         return self._joint(pipe, text, call_kwargs, n_text, image_layout(rows, cols))
 
     @staticmethod
-    def _joint(
-        pipe: Any, text: str | None, call_kwargs: dict[str, Any], n_text: int, img: TokenLayout
-    ) -> TokenLayout:
+    def _joint(pipe: Any, text: str | None, call_kwargs: dict[str, Any], n_text: int, img: TokenLayout) -> TokenLayout:
         if text is None or any(call_kwargs.get(k) is not None for k in ("prompt_2", "negative_prompt_2")):
             txt = unknown_text_layout(n_text, "T5")
         else:

@@ -28,8 +28,14 @@ class OrganismAdapter(SD3Adapter):
 
         tok = pipe.tokenizer
         ids = tokenize(tok, [text], n_text)[0].tolist()
-        return text_layout(ids, tok.convert_ids_to_tokens(ids), "T5", bos_id=tok.bos_token_id,
-                           eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)
+        return text_layout(
+            ids,
+            tok.convert_ids_to_tokens(ids),
+            "T5",
+            bos_id=tok.bos_token_id,
+            eos_id=tok.eos_token_id,
+            pad_id=tok.pad_token_id,
+        )
 
     def planned_layout(
         self, pipe: Any, name: str, text: str | None, call_kwargs: dict[str, Any], branch: str = "cond"

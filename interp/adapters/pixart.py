@@ -44,9 +44,7 @@ IMAGE_LAYOUT, T5_LAYOUT = "image", "t5"
 
 def t5_masked_layout(tokenizer: Any, text: str, max_length: int, encoder: str = "T5") -> TokenLayout:
     """T5 tokens padded to ``max_length`` with the tokenizer's attention mask as validity."""
-    enc = tokenizer(
-        text, padding="max_length", max_length=max_length, truncation=True, add_special_tokens=True
-    )
+    enc = tokenizer(text, padding="max_length", max_length=max_length, truncation=True, add_special_tokens=True)
     ids = list(enc.input_ids)
     return text_layout(
         ids,
@@ -91,9 +89,7 @@ class PixArtAdapter(Adapter):
         for i, block in enumerate(pipe.transformer.transformer_blocks):
             out.append(SiteInfo(f"transformer_blocks.{i}.attn1", i, "self", True, IMAGE_LAYOUT, IMAGE_LAYOUT))
             if getattr(block, "attn2", None) is not None:
-                out.append(
-                    SiteInfo(f"transformer_blocks.{i}.attn2", i, "cross", False, T5_LAYOUT, IMAGE_LAYOUT)
-                )
+                out.append(SiteInfo(f"transformer_blocks.{i}.attn2", i, "cross", False, T5_LAYOUT, IMAGE_LAYOUT))
         return out
 
     def groups(self, sites: Any) -> dict[str, list[str]]:

@@ -51,9 +51,7 @@ def clip_layout(tokenizer: Any, text: str, max_length: int, encoder: str) -> Tok
 
 def t5_layout(tokenizer: Any, text: str, max_length: int, encoder: str = "T5") -> TokenLayout:
     ids, toks = _tokens(tokenizer, text, max_length, add_special_tokens=True)
-    return text_layout(
-        ids, toks, encoder, bos_id=None, eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id
-    )
+    return text_layout(ids, toks, encoder, bos_id=None, eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id)
 
 
 class SD3Adapter(Adapter):
@@ -78,9 +76,7 @@ class SD3Adapter(Adapter):
         p = pipe.transformer.config.patch_size
         return call.latent_hw[0] // p, call.latent_hw[1] // p
 
-    def text_layout(
-        self, pipe: Any, text: str | None, call_kwargs: dict[str, Any], n_text: int
-    ) -> TokenLayout:
+    def text_layout(self, pipe: Any, text: str | None, call_kwargs: dict[str, Any], n_text: int) -> TokenLayout:
         if text is None:
             return unknown_text_layout(n_text, "text")
         n_clip = pipe.tokenizer_max_length

@@ -70,9 +70,7 @@ def unet_sites(unet: Any) -> list[tuple[str, int, str, int]]:
             for k, basic in enumerate(getattr(tr, "transformer_blocks", [])):
                 for name in ("attn1", "attn2"):
                     if getattr(basic, name, None) is not None:
-                        out.append(
-                            (f"{prefix}.attentions.{j}.transformer_blocks.{k}.{name}", block, region, factor)
-                        )
+                        out.append((f"{prefix}.attentions.{j}.transformer_blocks.{k}.{name}", block, region, factor))
                 block += 1
         if region == "down" and getattr(mod, "downsamplers", None):
             factor *= 2

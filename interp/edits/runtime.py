@@ -99,8 +99,13 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
     # the (row, head) scope is known on the host: no device sync to decide what runs
     if scope.heads is not None and max(scope.heads) >= h:
         raise PlanError(f"site {site.path} has {h} heads; the edit names head {max(scope.heads)}")
-    pairs_host = np.array([[scope.branch in ("both", br) and (scope.heads is None or hi in scope.heads)
-                            for hi in range(h)] for br in branches], dtype=bool)
+    pairs_host = np.array(
+        [
+            [scope.branch in ("both", br) and (scope.heads is None or hi in scope.heads) for hi in range(h)]
+            for br in branches
+        ],
+        dtype=bool,
+    )
     all_pairs, any_pair = bool(pairs_host.all()), bool(pairs_host.any())
     pairs = torch.as_tensor(pairs_host).to(dev, non_blocking=True)
     rows = None if scope.queries == "all" else obs.query_rows(site, scope.queries, nq, dev)

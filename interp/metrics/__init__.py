@@ -68,8 +68,9 @@ def fid_from_features(features_a, features_b, method: str = "torchmetrics") -> f
     return _fid(features_a, features_b, method=method)
 
 
-def kid_from_features(features_a, features_b, subsets: int = 100, subset_size: int | None = None,
-                      seed: int = 0) -> dict[str, float]:
+def kid_from_features(
+    features_a, features_b, subsets: int = 100, subset_size: int | None = None, seed: int = 0
+) -> dict[str, float]:
     """KID (mean, std over subsets) between two sets of per-image Inception features."""
     from interp.metrics.fid import kid_from_features as _kid
 

@@ -96,9 +96,7 @@ class Metric:
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> dict[str, np.ndarray]:
         raise NotImplementedError(f"metric {self.name!r} has no per-image score")
 
-    def score_pairs(
-        self, images_a: Sequence[Image.Image], images_b: Sequence[Image.Image]
-    ) -> dict[str, np.ndarray]:
+    def score_pairs(self, images_a: Sequence[Image.Image], images_b: Sequence[Image.Image]) -> dict[str, np.ndarray]:
         raise NotImplementedError(f"metric {self.name!r} has no pairwise score")
 
     def version_info(self) -> dict[str, Any]:

@@ -27,8 +27,12 @@ from interp.metrics.base import Metric, batches, check_images, check_prompts, im
 from interp.metrics.settings import MetricSettings
 from interp.metrics.weights import CorruptWeightsError, file_record, resolve_clip
 
-_PREPROCESS_KEYS = {"mean": "image_mean", "std": "image_std", "interpolation": "image_interpolation",
-                    "resize_mode": "image_resize_mode"}
+_PREPROCESS_KEYS = {
+    "mean": "image_mean",
+    "std": "image_std",
+    "interpolation": "image_interpolation",
+    "resize_mode": "image_resize_mode",
+}
 
 
 def check_offline_tokenizer(model_name: str) -> None:
@@ -125,6 +129,7 @@ class CLIPT(Metric):
     def version_info(self) -> dict:
         info = super().version_info()
         info["settings"]["quick_gelu"] = self.quick_gelu
-        info["settings"]["preprocess"] = {k: list(v) if isinstance(v, tuple) else v
-                                          for k, v in self.preprocess_cfg.items()}
+        info["settings"]["preprocess"] = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in self.preprocess_cfg.items()
+        }
         return info

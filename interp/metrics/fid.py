@@ -101,8 +101,9 @@ def kid_subset_size(n_a: int, n_b: int, requested: int | None = None) -> int:
     return min(requested or KID_DEFAULT_SUBSET, n_a, n_b)
 
 
-def kid_from_features(features_a, features_b, subsets: int = 100, subset_size: int | None = None,
-                      seed: int = 0) -> dict[str, float]:
+def kid_from_features(
+    features_a, features_b, subsets: int = 100, subset_size: int | None = None, seed: int = 0
+) -> dict[str, float]:
     """KID (polynomial kernel, degree 3) between two feature sets: mean and std over random subsets."""
     from torchmetrics.image.kid import KernelInceptionDistance
 
@@ -133,15 +134,15 @@ class InceptionFeatures(Metric):
         path = resolve(INCEPTION, settings)
         state = load_torch_state_dict(path, INCEPTION)  # weights_only=True first
         net = NoTrainInceptionV3(
-            name="inception-v3-compat", features_list=[str(FEATURE_DIM)],
-            feature_extractor_weights_path=str(path), antialias=settings.fid_antialias,
+            name="inception-v3-compat",
+            features_list=[str(FEATURE_DIM)],
+            feature_extractor_weights_path=str(path),
+            antialias=settings.fid_antialias,
         )
         try:
             net.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise CorruptWeightsError(
-                f"Inception checkpoint {path} does not match torch-fidelity's: {exc}"
-            ) from exc
+            raise CorruptWeightsError(f"Inception checkpoint {path} does not match torch-fidelity's: {exc}") from exc
         self.net = net.to(self.device).eval()
         self.weight_files = {"inception_checkpoint": file_record(path)}
 
@@ -163,13 +164,16 @@ class InceptionFeatures(Metric):
                     out[idx] = self.net(x.to(self.device)).float().cpu().numpy()
         return out
 
-    def score(
-        self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None
-    ) -> dict[str, np.ndarray]:
+    def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         return {"inception_pool3": self.features(images)}
 
     def fid_kid(self, features_a, features_b, seed: int = 0) -> dict[str, float]:
         """FID and KID of two feature sets with this metric's KID settings."""
-        kid = kid_from_features(features_a, features_b, subsets=self.settings.kid_subsets,
-                                subset_size=self.settings.kid_subset_size, seed=seed)
+        kid = kid_from_features(
+            features_a,
+            features_b,
+            subsets=self.settings.kid_subsets,
+            subset_size=self.settings.kid_subset_size,
+            seed=seed,
+        )
         return {"fid": fid_from_features(features_a, features_b), **kid}

@@ -83,8 +83,7 @@ class HPS(Metric):
             )
         except (RuntimeError, KeyError, ValueError, AssertionError, pickle.UnpicklingError) as exc:
             raise CorruptWeightsError(
-                f"Could not load {path} (settings key 'hps_checkpoint') into open_clip "
-                f"{settings.hps_model!r}: {exc}"
+                f"Could not load {path} (settings key 'hps_checkpoint') into open_clip {settings.hps_model!r}: {exc}"
             ) from exc
         self.model = model.eval()
         self.tokenizer = open_clip.get_tokenizer(settings.hps_model)

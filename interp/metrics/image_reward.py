@@ -58,8 +58,12 @@ VIT_HEAD_DIM = 64
 
 _VIT_BLOCK = re.compile(r"blocks\.(\d+)\.(norm1|attn\.qkv|attn\.proj|norm2|mlp\.fc1|mlp\.fc2)\.(weight|bias)")
 _VIT_BLOCK_MAP = {
-    "norm1": "layer_norm1", "attn.qkv": "self_attn.qkv", "attn.proj": "self_attn.projection",
-    "norm2": "layer_norm2", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2",
+    "norm1": "layer_norm1",
+    "attn.qkv": "self_attn.qkv",
+    "attn.proj": "self_attn.projection",
+    "norm2": "layer_norm2",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
 }
 _VIT_STATIC = {
     "cls_token": "embeddings.class_embedding",
@@ -80,9 +84,12 @@ class RewardHead(nn.Module):
     def __init__(self, input_size: int) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Linear(input_size, 1024), nn.Dropout(0.2),
-            nn.Linear(1024, 128), nn.Dropout(0.2),
-            nn.Linear(128, 64), nn.Dropout(0.1),
+            nn.Linear(input_size, 1024),
+            nn.Dropout(0.2),
+            nn.Linear(1024, 128),
+            nn.Dropout(0.2),
+            nn.Linear(128, 64),
+            nn.Dropout(0.1),
             nn.Linear(64, 16),
             nn.Linear(16, 1),
         )
@@ -94,7 +101,7 @@ class RewardHead(nn.Module):
 def original_to_port_key(key: str) -> str | None:
     """Name in the port of a key of the released ImageReward.pt (None: not used by the scorer)."""
     if key.startswith("blip.visual_encoder."):
-        rest = key[len("blip.visual_encoder."):]
+        rest = key[len("blip.visual_encoder.") :]
         if rest in _VIT_STATIC:
             return "vision." + _VIT_STATIC[rest]
         m = _VIT_BLOCK.fullmatch(rest)
@@ -103,7 +110,7 @@ def original_to_port_key(key: str) -> str | None:
     elif key == POSITION_IDS or key.startswith(UNUSED_PREFIXES):
         return None
     elif key.startswith("blip.text_encoder."):
-        return "text." + key[len("blip.text_encoder."):]
+        return "text." + key[len("blip.text_encoder.") :]
     elif key.startswith("mlp.layers."):
         return key
     raise KeyError(f"unexpected key {key!r} in the ImageReward checkpoint")
@@ -112,7 +119,7 @@ def original_to_port_key(key: str) -> str | None:
 def port_to_original_key(key: str) -> str:
     """Inverse of ``original_to_port_key`` (used to write checkpoints in the released layout)."""
     if key.startswith("vision."):
-        rest = key[len("vision."):]
+        rest = key[len("vision.") :]
         for orig, port in _VIT_STATIC.items():
             if rest == port:
                 return "blip.visual_encoder." + orig
@@ -121,7 +128,7 @@ def port_to_original_key(key: str) -> str:
         if m and m[2] in inv:
             return f"blip.visual_encoder.blocks.{m[1]}.{inv[m[2]]}.{m[3]}"
     elif key.startswith("text."):
-        return "blip.text_encoder." + key[len("text."):]
+        return "blip.text_encoder." + key[len("text.") :]
     elif key.startswith("mlp."):
         return key
     raise KeyError(f"no released-checkpoint name for port key {key!r}")
@@ -142,13 +149,17 @@ def vit_config_from_state_dict(sd: dict[str, torch.Tensor]):
     depth = len({k.split(".")[3] for k in sd if k.startswith(prefix + "blocks.")})
     grid = round((pos.shape[1] - 1) ** 0.5)
     if grid * grid != pos.shape[1] - 1 or width % VIT_HEAD_DIM:
-        raise CorruptWeightsError(
-            f"unexpected ViT shapes in the ImageReward checkpoint: pos {tuple(pos.shape)}"
-        )
+        raise CorruptWeightsError(f"unexpected ViT shapes in the ImageReward checkpoint: pos {tuple(pos.shape)}")
     return BlipVisionConfig(
-        hidden_size=width, intermediate_size=fc1.shape[0], num_hidden_layers=depth,
-        num_attention_heads=width // VIT_HEAD_DIM, image_size=grid * patch, patch_size=patch,
-        hidden_act="gelu", layer_norm_eps=1e-6, attention_dropout=0.0,
+        hidden_size=width,
+        intermediate_size=fc1.shape[0],
+        num_hidden_layers=depth,
+        num_attention_heads=width // VIT_HEAD_DIM,
+        image_size=grid * patch,
+        patch_size=patch,
+        hidden_act="gelu",
+        layer_norm_eps=1e-6,
+        attention_dropout=0.0,
     )
 
 
@@ -161,13 +172,18 @@ def text_config_from_med(med: dict, encoder_width: int):
     if med.get("position_embedding_type", "absolute") != "absolute":
         raise ValueError("only absolute position embeddings are supported (BLIP's MED)")
     return BlipTextConfig(
-        vocab_size=med["vocab_size"], hidden_size=med["hidden_size"], encoder_hidden_size=encoder_width,
-        intermediate_size=med["intermediate_size"], num_hidden_layers=med["num_hidden_layers"],
+        vocab_size=med["vocab_size"],
+        hidden_size=med["hidden_size"],
+        encoder_hidden_size=encoder_width,
+        intermediate_size=med["intermediate_size"],
+        num_hidden_layers=med["num_hidden_layers"],
         num_attention_heads=med["num_attention_heads"],
         max_position_embeddings=med["max_position_embeddings"],
-        hidden_act=med["hidden_act"], layer_norm_eps=med["layer_norm_eps"],
+        hidden_act=med["hidden_act"],
+        layer_norm_eps=med["layer_norm_eps"],
         hidden_dropout_prob=med["hidden_dropout_prob"],
-        attention_probs_dropout_prob=med["attention_probs_dropout_prob"], pad_token_id=med["pad_token_id"],
+        attention_probs_dropout_prob=med["attention_probs_dropout_prob"],
+        pad_token_id=med["pad_token_id"],
         is_decoder=True,  # builds the cross-attention of every layer; forward runs with is_decoder=False
     )
 
@@ -187,8 +203,11 @@ class ImageRewardModel(nn.Module):
         image_embeds = self.vision(pixel_values=pixel_values).last_hidden_state
         image_atts = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
         out = self.text(
-            input_ids=input_ids, attention_mask=attention_mask, encoder_hidden_states=image_embeds,
-            encoder_attention_mask=image_atts, is_decoder=False,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            encoder_hidden_states=image_embeds,
+            encoder_attention_mask=image_atts,
+            is_decoder=False,
         )
         features = out.last_hidden_state[:, 0, :].float()  # first token: [CLS]
         rewards = self.mlp(features)
@@ -239,13 +258,15 @@ def build_preprocess(size: int):
     """ImageReward's ``_transform(n_px)``, with torchvision's maintained transforms."""
     from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize, ToTensor
 
-    return Compose([
-        Resize(size, interpolation=InterpolationMode.BICUBIC),
-        CenterCrop(size),
-        lambda image: image.convert("RGB"),
-        ToTensor(),
-        Normalize(CLIP_MEAN, CLIP_STD),
-    ])
+    return Compose(
+        [
+            Resize(size, interpolation=InterpolationMode.BICUBIC),
+            CenterCrop(size),
+            lambda image: image.convert("RGB"),
+            ToTensor(),
+            Normalize(CLIP_MEAN, CLIP_STD),
+        ]
+    )
 
 
 def load_blip_tokenizer(folder: Path):
@@ -294,8 +315,11 @@ class ImageReward(Metric):
 
     def tokenize(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         return self.tokenizer(
-            prompts, padding="max_length", truncation=True,
-            max_length=self.settings.imagereward_max_length, return_tensors="pt",
+            prompts,
+            padding="max_length",
+            truncation=True,
+            max_length=self.settings.imagereward_max_length,
+            return_tensors="pt",
         )
 
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> dict[str, np.ndarray]:

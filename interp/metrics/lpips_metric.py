@@ -80,9 +80,7 @@ class LPIPS(Metric):
         x = torch.from_numpy(np.asarray(image, dtype=np.float32).copy()).permute(2, 0, 1) / 255.0
         return x * 2.0 - 1.0
 
-    def score_pairs(
-        self, images_a: Sequence[Image.Image], images_b: Sequence[Image.Image]
-    ) -> dict[str, np.ndarray]:
+    def score_pairs(self, images_a: Sequence[Image.Image], images_b: Sequence[Image.Image]) -> dict[str, np.ndarray]:
         images_a = check_images(images_a, "images_a")
         images_b = check_images(images_b, "images_b")
         if len(images_a) != len(images_b):

@@ -40,12 +40,22 @@ from interp.metrics.base import Metric, batches, check_images, check_prompts
 from interp.metrics.settings import MetricSettings
 from interp.metrics.weights import BLIP2, CorruptWeightsError, check_file, resolve
 
-_NUMBER_WORDS = {w: i for i, w in enumerate(
-    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
-)}
+_NUMBER_WORDS = {
+    w: i
+    for i, w in enumerate(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
+    )
+}
 # Irregular last words among GenEval's 80 classes.
-_IRREGULAR_PLURALS = {"person": "people", "mouse": "mice", "sheep": "sheep", "skis": "skis",
-                      "scissors": "scissors", "knife": "knives", "broccoli": "broccoli"}
+_IRREGULAR_PLURALS = {
+    "person": "people",
+    "mouse": "mice",
+    "sheep": "sheep",
+    "skis": "skis",
+    "scissors": "scissors",
+    "knife": "knives",
+    "broccoli": "broccoli",
+}
 
 
 @dataclass(frozen=True)
@@ -77,12 +87,18 @@ def questions_for(meta: Mapping[str, Any]) -> list[Question]:
     include = list(meta.get("include", []))
     if not include:
         raise ValueError(f"GenEval metadata without 'include': {meta}")
-    out = [Question("presence", f"Is there {_article(obj['class'])} {obj['class']} in the image?", "yes")
-           for obj in include]
-    out += [Question("count", f"How many {plural(obj['class'])} are in the image?", int(obj["count"]))
-            for obj in include if int(obj.get("count", 1)) > 1]
-    out += [Question("color", f"What color is the {obj['class']}?", obj["color"]) for obj in include
-            if obj.get("color")]
+    out = [
+        Question("presence", f"Is there {_article(obj['class'])} {obj['class']} in the image?", "yes")
+        for obj in include
+    ]
+    out += [
+        Question("count", f"How many {plural(obj['class'])} are in the image?", int(obj["count"]))
+        for obj in include
+        if int(obj.get("count", 1)) > 1
+    ]
+    out += [
+        Question("color", f"What color is the {obj['class']}?", obj["color"]) for obj in include if obj.get("color")
+    ]
     for obj in include:
         if obj.get("position"):
             relation, other = obj["position"]
@@ -137,9 +153,7 @@ class BLIP2VQA(Metric):
                 str(folder), local_files_only=True, output_loading_info=True, dtype=dtype
             )
         except (OSError, ValueError) as exc:
-            raise CorruptWeightsError(
-                f"Could not load BLIP-2 from {folder} (settings key 'blip2_dir'): {exc}"
-            ) from exc
+            raise CorruptWeightsError(f"Could not load BLIP-2 from {folder} (settings key 'blip2_dir'): {exc}") from exc
         problems = {k: sorted(v) for k, v in info.items() if k != "error_msgs" and v}
         if problems or info.get("error_msgs"):
             raise CorruptWeightsError(f"BLIP-2 weights in {folder} do not match its config: {problems}")
@@ -166,17 +180,18 @@ class BLIP2VQA(Metric):
         with torch.inference_mode():
             for sl in batches(len(images), self.settings.batch_size):
                 texts = [f"Question: {q} Answer:" for q in questions[sl]]
-                inputs = self.processor(images=[im.convert("RGB") for im in images[sl]], text=texts,
-                                        return_tensors="pt", padding=True).to(self.device)
+                inputs = self.processor(
+                    images=[im.convert("RGB") for im in images[sl]], text=texts, return_tensors="pt", padding=True
+                ).to(self.device)
                 inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-                out = self.model.generate(**inputs, max_new_tokens=self.settings.vqa_max_new_tokens,
-                                          do_sample=False)
-                new = out[:, inputs["input_ids"].shape[1]:]
+                out = self.model.generate(**inputs, max_new_tokens=self.settings.vqa_max_new_tokens, do_sample=False)
+                new = out[:, inputs["input_ids"].shape[1] :]
                 answers += [a.strip() for a in self.processor.batch_decode(new, skip_special_tokens=True)]
         return answers
 
-    def answers(self, images: Sequence[Image.Image], prompts: Sequence[str],
-                metadata: Sequence[Mapping] | None = None) -> list[list[dict]]:
+    def answers(
+        self, images: Sequence[Image.Image], prompts: Sequence[str], metadata: Sequence[Mapping] | None = None
+    ) -> list[list[dict]]:
         images = check_images(images)
         prompts = check_prompts(prompts, len(images))
         per_image = [questions_for(m) for m in self._metadata(prompts, metadata)]
@@ -187,14 +202,22 @@ class BLIP2VQA(Metric):
         for qs in per_image:
             rows = []
             for q in qs:
-                rows.append({"kind": q.kind, "question": q.text, "expected": q.expected,
-                             "answer": flat_a[k], "correct": check_answer(q, flat_a[k])})
+                rows.append(
+                    {
+                        "kind": q.kind,
+                        "question": q.text,
+                        "expected": q.expected,
+                        "answer": flat_a[k],
+                        "correct": check_answer(q, flat_a[k]),
+                    }
+                )
                 k += 1
             out.append(rows)
         return out
 
-    def score(self, images: Sequence[Image.Image], prompts: Sequence[str],
-              metadata: Sequence[Mapping] | None = None) -> dict[str, np.ndarray]:
+    def score(
+        self, images: Sequence[Image.Image], prompts: Sequence[str], metadata: Sequence[Mapping] | None = None
+    ) -> dict[str, np.ndarray]:
         rows = self.answers(images, prompts, metadata)
         acc = np.array([np.mean([r["correct"] for r in qs]) for qs in rows], dtype=np.float64)
         return {"vqa_accuracy": acc, "vqa_all": (acc == 1.0).astype(np.float64)}

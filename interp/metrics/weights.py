@@ -72,16 +72,13 @@ class WeightFile:
             target = self.relpath.rsplit("/", 1)[0] if "/" in self.relpath else "."
             if self.is_dir:
                 files = " ".join(self.required_files)
-                return (
-                    f"hf download {self.hf_repo} {files} "
-                    f"--local-dir \"$INTERP_WEIGHTS_DIR/{self.relpath}\""
-                )
+                return f'hf download {self.hf_repo} {files} --local-dir "$INTERP_WEIGHTS_DIR/{self.relpath}"'
             return (
                 f"hf download {self.hf_repo} {self.hf_filename or self.filename} "
-                f"--local-dir \"$INTERP_WEIGHTS_DIR/{target}\""
+                f'--local-dir "$INTERP_WEIGHTS_DIR/{target}"'
             )
         if self.url is not None:
-            return f"curl -L -o \"$INTERP_WEIGHTS_DIR/{self.relpath}\" {self.url}"
+            return f'curl -L -o "$INTERP_WEIGHTS_DIR/{self.relpath}" {self.url}'
         return "see docs/metrics.md"
 
 
@@ -250,36 +247,50 @@ def hps_file(version: str) -> WeightFile:
 
 
 IMAGEREWARD_CHECKPOINT = WeightFile(
-    key="imagereward_checkpoint", filename="ImageReward.pt", relpath="ImageReward/ImageReward.pt",
+    key="imagereward_checkpoint",
+    filename="ImageReward.pt",
+    relpath="ImageReward/ImageReward.pt",
     hf_repo="THUDM/ImageReward",
 )
 IMAGEREWARD_MED_CONFIG = WeightFile(
-    key="imagereward_med_config", filename="med_config.json", relpath="ImageReward/med_config.json",
+    key="imagereward_med_config",
+    filename="med_config.json",
+    relpath="ImageReward/med_config.json",
     hf_repo="THUDM/ImageReward",
 )
 BERT_TOKENIZER = WeightFile(
-    key="bert_tokenizer_dir", filename="bert-base-uncased", relpath="bert-base-uncased",
-    hf_repo="google-bert/bert-base-uncased", is_dir=True,
+    key="bert_tokenizer_dir",
+    filename="bert-base-uncased",
+    relpath="bert-base-uncased",
+    hf_repo="google-bert/bert-base-uncased",
+    is_dir=True,
     required_files=("vocab.txt", "tokenizer_config.json"),
 )
 ALEXNET = WeightFile(
-    key="alexnet_checkpoint", filename="alexnet-owt-7be5be79.pth",
-    relpath="hub/checkpoints/alexnet-owt-7be5be79.pth", torch_hub=True,
+    key="alexnet_checkpoint",
+    filename="alexnet-owt-7be5be79.pth",
+    relpath="hub/checkpoints/alexnet-owt-7be5be79.pth",
+    torch_hub=True,
     url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
     # torchvision names its files <name>-<first 8 hex of sha256> and checks it on download.
     sha256_prefix="7be5be79",
 )
 INCEPTION = WeightFile(
-    key="inception_checkpoint", filename="weights-inception-2015-12-05-6726825d.pth",
-    relpath="hub/checkpoints/weights-inception-2015-12-05-6726825d.pth", torch_hub=True,
-    url="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-    "weights-inception-2015-12-05-6726825d.pth",
+    key="inception_checkpoint",
+    filename="weights-inception-2015-12-05-6726825d.pth",
+    relpath="hub/checkpoints/weights-inception-2015-12-05-6726825d.pth",
+    torch_hub=True,
+    url="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
     # torch-fidelity does not verify a hash on download, so none is enforced here.
 )
 
 BLIP2 = WeightFile(
-    key="blip2_dir", filename="blip2-opt-2.7b", relpath="blip2-opt-2.7b", hf_repo="Salesforce/blip2-opt-2.7b",
-    is_dir=True, required_files=("config.json", "tokenizer_config.json"),
+    key="blip2_dir",
+    filename="blip2-opt-2.7b",
+    relpath="blip2-opt-2.7b",
+    hf_repo="Salesforce/blip2-opt-2.7b",
+    is_dir=True,
+    required_files=("config.json", "tokenizer_config.json"),
 )
 
 OPEN_CLIP_FILENAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -295,9 +306,7 @@ def clip_file(model: str, pretrained: str, filename: str = OPEN_CLIP_FILENAMES[0
         hub = cfg.get("hf_hub", "") if cfg else ""
         hf_repo = hub.strip("/") or None
     folder = f"open_clip/{model}-{pretrained}" if pretrained else f"open_clip/{model}"
-    return WeightFile(
-        key="clip_checkpoint", filename=filename, relpath=f"{folder}/{filename}", hf_repo=hf_repo
-    )
+    return WeightFile(key="clip_checkpoint", filename=filename, relpath=f"{folder}/{filename}", hf_repo=hf_repo)
 
 
 def resolve_clip(settings: MetricSettings, model: str, pretrained: str) -> Path:
@@ -311,6 +320,4 @@ def resolve_clip(settings: MetricSettings, model: str, pretrained: str) -> Path:
             errors.append(str(exc))
             if settings.clip_checkpoint is not None:
                 break
-    raise MissingWeightsError(
-        errors[0] + f"\n(The alternative name {OPEN_CLIP_FILENAMES[1]} is accepted too.)"
-    )
+    raise MissingWeightsError(errors[0] + f"\n(The alternative name {OPEN_CLIP_FILENAMES[1]} is accepted too.)")

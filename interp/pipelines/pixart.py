@@ -53,9 +53,7 @@ def build(variant: str = "pixart", *, dtype: torch.dtype = torch.float32) -> Pix
         )
     # Scale factor 8 as in the real VAE: the default 256 px image is one of the 256 px aspect-ratio bins
     # that ``use_resolution_binning`` (on by default) snaps to, so a default call stays at 256 tokens.
-    vae = components.vae(
-        "pixart/vae", latent_channels=4, scaling_factor=0.13025, block_out_channels=(8, 8, 16, 16)
-    )
+    vae = components.vae("pixart/vae", latent_channels=4, scaling_factor=0.13025, block_out_channels=(8, 8, 16, 16))
     scheduler = DPMSolverMultistepScheduler(  # PixArt-Sigma's scheduler config
         num_train_timesteps=1000,
         beta_start=0.0001,

@@ -128,8 +128,7 @@ def check_backend(path: str, module: nn.Module) -> None:
         value = getattr(backend, "value", backend)
         if value != "native":
             raise BackendError(
-                f"site {path}: attention backend {value!r} bypasses torch's scaled_dot_product_attention. "
-                + how
+                f"site {path}: attention backend {value!r} bypasses torch's scaled_dot_product_attention. " + how
             )
 
 

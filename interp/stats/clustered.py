@@ -158,9 +158,7 @@ def _distribution(
         theta_hat = float(statistic(x))
         theta_b = np.array([float(statistic(np.concatenate([groups[c] for c in row]))) for row in idx])
         if need_jackknife:
-            jack = np.array(
-                [float(statistic(np.concatenate(groups[:c] + groups[c + 1 :]))) for c in range(g)]
-            )
+            jack = np.array([float(statistic(np.concatenate(groups[:c] + groups[c + 1 :]))) for c in range(g)])
     else:
         raise ValueError(f"statistic must be 'mean', 'cluster_mean' or a callable, got {statistic!r}")
     return theta_hat, theta_b, jack

@@ -120,9 +120,7 @@ def wilcoxon_signed_rank(
     d = paired_units(edited, baseline, clusters=clusters, nan_policy=nan_policy)
     check_min_n(d.size, 1, "the signed-rank test")
     with np.errstate(divide="ignore", invalid="ignore"):
-        res = sps.wilcoxon(
-            d, zero_method=zero_method, correction=correction, alternative=alternative, method=method
-        )
+        res = sps.wilcoxon(d, zero_method=zero_method, correction=correction, alternative=alternative, method=method)
     return TestResult(
         test="wilcoxon signed-rank",
         statistic=float(res.statistic),

@@ -58,9 +58,7 @@ def _inputs(values: object, budgets: object, log_budget: bool) -> tuple[np.ndarr
     if y.ndim != 2:
         raise ValueError(f"values must be 2-D (unit, budget), got shape {y.shape}")
     if k.ndim != 1 or k.shape[0] != y.shape[1]:
-        raise ValueError(
-            f"budgets must be 1-D with one entry per column of values ({y.shape[1]}), got shape {k.shape}"
-        )
+        raise ValueError(f"budgets must be 1-D with one entry per column of values ({y.shape[1]}), got shape {k.shape}")
     if y.shape[0] == 0:
         raise ValueError("values has no rows")
     if np.unique(k).size < 2:

@@ -140,7 +140,11 @@ def append_trace(
     with append_lock(p):
         if meaning is not None:
             check_trace_fits(
-                p, meaning.identity, meaning.condition, meaning.entry, {**sample_coords},
+                p,
+                meaning.identity,
+                meaning.condition,
+                meaning.entry,
+                {**sample_coords},
                 allow_duplicate=meaning.allow_duplicate,
             )
         if not is_zarr_store(p):

@@ -216,7 +216,14 @@ def test_edited_attention_lse_matches_brute_force(nk):
     want = (torch.softmax(s, -1) @ v.float()).to(torch.bfloat16)
     torch.testing.assert_close(out.float(), want.float(), rtol=2e-2, atol=2e-2)
     # the verification pass given this LSE measures exactly zero mass on the removed key
-    res = compute_stats(q, k, scale=0.125, query_rows=torch.arange(nk, device=DEV),
-                        request=StatRequest(mass_full=True, entropy=True), bias=key_bias[:, :, None, :], lse=lse)
+    res = compute_stats(
+        q,
+        k,
+        scale=0.125,
+        query_rows=torch.arange(nk, device=DEV),
+        request=StatRequest(mass_full=True, entropy=True),
+        bias=key_bias[:, :, None, :],
+        lse=lse,
+    )
     assert (res["mass_per_key"][..., 5] == 0).all()
     torch.testing.assert_close(res["mass_per_key"].sum(-1), torch.ones(2, 4, device=DEV), rtol=0, atol=2e-3)

@@ -37,9 +37,7 @@ def test_tiny_sd3_save_and_load_offline(tmp_path, monkeypatch):
             sa, sb = component.state_dict(), other.state_dict()
             assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
         elif key.startswith("tokenizer"):
-            definition, loaded_definition = (
-                json.loads(t.backend_tokenizer.to_str()) for t in (component, other)
-            )
+            definition, loaded_definition = (json.loads(t.backend_tokenizer.to_str()) for t in (component, other))
             for part in ("model", "normalizer", "pre_tokenizer", "post_processor", "decoder", "added_tokens"):
                 assert definition[part] == loaded_definition[part], (key, part)
             assert component.pad_token == other.pad_token

@@ -192,9 +192,7 @@ def project(arch, attn, av, output):
     if arch == "flux":  # single-stream: no projection inside the attention module
         assert not hasattr(attn, "to_out")
         return flat
-    assert (
-        not getattr(attn, "residual_connection", False) and getattr(attn, "rescale_output_factor", 1.0) == 1.0
-    )
+    assert not getattr(attn, "residual_connection", False) and getattr(attn, "rescale_output_factor", 1.0) == 1.0
     return attn.to_out[1](attn.to_out[0](flat))
 
 
@@ -204,9 +202,7 @@ def stream_rows(arch, path, n):
     if arch == "sd3.5" and path.endswith(".attn"):
         return rows[:256], rows[256:]
     if arch == "flux":
-        text = (
-            rows[:N_TXT_FLUX] if path != "single_transformer_blocks.3.attn" else rows[:0]
-        )  # last: discarded
+        text = rows[:N_TXT_FLUX] if path != "single_transformer_blocks.3.attn" else rows[:0]  # last: discarded
         return rows[N_TXT_FLUX:], text
     return rows, rows[:0]
 
@@ -366,9 +362,7 @@ def test_statistics_equal_brute_force(pipes, arch):
                         assert np.isnan(got_max).all() and np.isnan(got_p95).all()
                         continue
                     np.testing.assert_allclose(got_max, pre[bi][:, rows].amax(-1).numpy(), rtol=1e-5)
-                    np.testing.assert_allclose(
-                        got_p95, np.percentile(pre[bi][:, rows].numpy(), 95, -1), rtol=1e-5
-                    )
+                    np.testing.assert_allclose(got_p95, np.percentile(pre[bi][:, rows].numpy(), 95, -1), rtol=1e-5)
                 _check_post_norms(arch, path, g, post, bi)
 
 
@@ -485,9 +479,7 @@ def test_sdxl_token_layouts(pipes):
     ids, handle = encoder_inputs(pipe.text_encoder)
     cap = capture_plain(pipe, [SITES["sdxl"][2]], **kwargs_for("sdxl", num_inference_steps=1))
     try:
-        t, _ = run_traced(
-            pipe, lambda: record("mass", layers="all"), **kwargs_for("sdxl", num_inference_steps=1)
-        )
+        t, _ = run_traced(pipe, lambda: record("mass", layers="all"), **kwargs_for("sdxl", num_inference_steps=1))
     finally:
         handle.remove()
     ds = t.stats
@@ -498,11 +490,7 @@ def test_sdxl_token_layouts(pipes):
         assert keys[s.path] == int((lay.key_modality != "").sum())
     img = layout(ds, "image/4", "cond")
     n = int((img.key_modality == "image").sum())
-    assert (
-        n == 64
-        and img.key_image_row.values[:n].max() == 7
-        and list(img.key_image_col.values[:3]) == [0, 1, 2]
-    )
+    assert n == 64 and img.key_image_row.values[:n].max() == 7 and list(img.key_image_col.values[:3]) == [0, 1, 2]
     cond = layout(ds, "clip", "cond")
     np.testing.assert_array_equal(cond.key_token_id.values[:77], ids[-1][0].numpy())  # what the encoder saw
     toks = [str(x) for x in cond.key_token_str.values[:8]]
@@ -516,9 +504,7 @@ def test_sdxl_token_layouts(pipes):
     unc = layout(ds, "clip", "uncond")
     assert {str(e) for e in unc.key_encoder.values[:77]} == {"zeros"} and not unc.key_is_eos.values.any()
     # an explicit empty negative prompt is encoded: real tokens
-    cap2 = capture_plain(
-        pipe, [SITES["sdxl"][2]], **kwargs_for("sdxl", num_inference_steps=1, negative_prompt="")
-    )
+    cap2 = capture_plain(pipe, [SITES["sdxl"][2]], **kwargs_for("sdxl", num_inference_steps=1, negative_prompt=""))
     assert torch.count_nonzero(cap2[SITES["sdxl"][2]].calls[0][1][0]) > 0
     t2, _ = run_traced(
         pipe,
@@ -619,9 +605,7 @@ def test_pixart_alpha_shares_the_adapter(pipes):
     cap = capture_plain(pipe, [path], **kw)[path]
     ref, ref_lat = run_plain(pipe, **kw)
     t, lat = run_traced(pipe, lambda: record("mass_full", layers="all"), **kw)
-    assert torch.equal(t.output.images, ref) and all(
-        torch.equal(a, b) for a, b in zip(lat, ref_lat, strict=True)
-    )
+    assert torch.equal(t.output.images, ref) and all(torch.equal(a, b) for a, b in zip(lat, ref_lat, strict=True))
     mask = cap.calls[0][3]
     for bi, branch in enumerate(["uncond", "cond"]):
         valid = (mask[bi, 0, 0] == 0).numpy()
@@ -632,9 +616,7 @@ def test_pixart_alpha_shares_the_adapter(pipes):
 
 def test_sd35_dual_attention_layout(pipes):
     pipe = pipes("sd3.5")
-    t, _ = run_traced(
-        pipe, lambda: record("mass", layers="all"), **kwargs_for("sd3.5", num_inference_steps=1)
-    )
+    t, _ = run_traced(pipe, lambda: record("mass", layers="all"), **kwargs_for("sd3.5", num_inference_steps=1))
     ds = t.stats
     kinds = dict(zip(ds.site.values, ds.site_key_layout.values, strict=True))
     assert kinds["transformer_blocks.0.attn2"] == "image" and kinds["transformer_blocks.0.attn"] == "joint"
@@ -684,9 +666,7 @@ def test_planned_layouts_equal_the_layouts_of_the_run(pipes, arch, extra):
                 "is_pad",
                 "valid",
             ):
-                np.testing.assert_array_equal(
-                    got[f"key_{field}"].values[:n], getattr(planned, field), err_msg=field
-                )
+                np.testing.assert_array_equal(got[f"key_{field}"].values[:n], getattr(planned, field), err_msg=field)
             np.testing.assert_array_equal(got.key_image_row.values[:n], planned.image_row)
             np.testing.assert_array_equal(got.key_image_col.values[:n], planned.image_col)
 

@@ -27,9 +27,12 @@ def test_observation_bit_identical_and_layout(pipe):
     expect = pipe.token_layout(caption)
     toks = [str(x) for x in cond.key_token_str.values[n_img:]]
     assert toks == [e["token"] for e in expect]
-    kinds = ["bos" if b else "eos" if e else "padding" if p else "content"
-             for b, e, p in zip(cond.key_is_bos.values[n_img:], cond.key_is_eos.values[n_img:],
-                                cond.key_is_pad.values[n_img:], strict=True)]
+    kinds = [
+        "bos" if b else "eos" if e else "padding" if p else "content"
+        for b, e, p in zip(
+            cond.key_is_bos.values[n_img:], cond.key_is_eos.values[n_img:], cond.key_is_pad.values[n_img:], strict=True
+        )
+    ]
     assert kinds == [e["kind"] for e in expect]
     assert np.isfinite(t.stats.max_mass.values).all()
 

@@ -186,9 +186,7 @@ def test_captured_qkv_reproduce_the_module_output_and_statistics_are_exact(pipe)
             np.testing.assert_allclose(g.max_mass.values, vals[bi, :, 0].numpy(), rtol=1e-5)
             np.testing.assert_array_equal(g.topk_keys.values, idx[bi, :, :4].numpy())
             np.testing.assert_allclose(g.topk_mass.values, vals[bi, :, :4].numpy(), rtol=1e-5, atol=1e-7)
-            np.testing.assert_allclose(
-                g.mass_per_key.values[:, : m.shape[-1]], m[bi].numpy(), rtol=1e-5, atol=1e-8
-            )
+            np.testing.assert_allclose(g.mass_per_key.values[:, : m.shape[-1]], m[bi].numpy(), rtol=1e-5, atol=1e-8)
             np.testing.assert_allclose(g.entropy.values, ent[bi].numpy(), rtol=1e-5)
             np.testing.assert_allclose(g.mass_topk.values, vals[bi, :, :3].sum(-1).numpy(), rtol=1e-5)
             np.testing.assert_allclose(g.query_topk.values, qtk[bi].numpy(), rtol=1e-5)

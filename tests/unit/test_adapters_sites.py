@@ -31,9 +31,7 @@ def execution_order(pipe, paths):
     """Module paths in the order their forwards start during one denoising step."""
     den = adapter_for(pipe).denoiser(pipe)
     order = []
-    handles = [
-        den.get_submodule(p).register_forward_pre_hook(lambda m, a, p=p: order.append(p)) for p in paths
-    ]
+    handles = [den.get_submodule(p).register_forward_pre_hook(lambda m, a, p=p: order.append(p)) for p in paths]
     try:
         kw = interp.pipelines.tiny_call_kwargs(pipe_name(pipe))
         kw.update(num_inference_steps=1, output_type="latent")
@@ -83,9 +81,7 @@ def test_sdxl_groups_and_addresses(pipes):
     assert sorted(groups["down"] + groups["mid"] + groups["up"]) == sorted(groups["all"])
     assert sorted(groups["self"] + groups["cross"]) == sorted(groups["all"])
     assert all(p.startswith("mid_block.") for p in groups["mid"]) and len(groups["mid"]) == 4
-    assert all(p.endswith("attn1") for p in groups["self"]) and all(
-        p.endswith("attn2") for p in groups["cross"]
-    )
+    assert all(p.endswith("attn1") for p in groups["self"]) and all(p.endswith("attn2") for p in groups["cross"])
     by_block = {s.block: s.path for s in sites if s.primary}
     for block, path in by_block.items():
         assert [s.path for s in resolve_sites(block, sites, adapter)] == [path] and path.endswith("attn1")
@@ -114,9 +110,7 @@ def test_flux_groups_and_addresses(pipes):
         return [s.path for s in resolve_sites(addr, sites, adapter)]
 
     assert one(n_double) == ["single_transformer_blocks.0.attn"]
-    assert one(0.0) == ["transformer_blocks.0.attn"] and one(1.0) == [
-        f"single_transformer_blocks.{n_single - 1}.attn"
-    ]
+    assert one(0.0) == ["transformer_blocks.0.attn"] and one(1.0) == [f"single_transformer_blocks.{n_single - 1}.attn"]
     last = [s for s in sites if s.kind == "single"][-1]
     assert last.unused_query_streams == ("text",)
     assert all(not s.unused_query_streams for s in sites if s is not last)

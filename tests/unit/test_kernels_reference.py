@@ -82,7 +82,5 @@ def test_activation_norms_match_numpy():
 
 
 def test_empty_stream_gives_nan():
-    mx, p95 = activation_norms(
-        torch.randn(1, 6, 4), {"image": torch.arange(6), "text": torch.arange(0)}, ("2",)
-    )
+    mx, p95 = activation_norms(torch.randn(1, 6, 4), {"image": torch.arange(6), "text": torch.arange(0)}, ("2",))
     assert torch.isnan(mx[..., 1, 0]).all() and torch.isfinite(mx[..., 0, 0]).all()

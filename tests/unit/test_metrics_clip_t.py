@@ -23,8 +23,9 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("clip_t")
     helpers.register_tiny_open_clip(root / "configs")
     path = helpers.write_clip_checkpoint(root / "w", helpers.TINY_CLIP_T_NAME, tag="", seed=7)
-    settings = MetricSettings(weights_dir=root / "w", clip_model=helpers.TINY_CLIP_T_NAME,
-                              clip_pretrained="", device="cpu", batch_size=2)
+    settings = MetricSettings(
+        weights_dir=root / "w", clip_model=helpers.TINY_CLIP_T_NAME, clip_pretrained="", device="cpu", batch_size=2
+    )
     return settings, path
 
 
@@ -32,9 +33,7 @@ def _direct_embeddings(path, images, prompts):
     """Brute force: open_clip's model and preprocessing used by hand on the same file."""
     import open_clip
 
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        helpers.TINY_CLIP_T_NAME, pretrained=str(path)
-    )
+    model, _, preprocess = open_clip.create_model_and_transforms(helpers.TINY_CLIP_T_NAME, pretrained=str(path))
     model.eval()
     tokenizer = open_clip.get_tokenizer(helpers.TINY_CLIP_T_NAME)
     with torch.no_grad():
@@ -93,8 +92,7 @@ def test_bad_inputs(tiny):
 
 def test_unknown_tag_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no pretrained tag"):
-        load_metric("clip_t", MetricSettings(weights_dir=tmp_path, clip_model="ViT-B-32",
-                                             clip_pretrained="nope"))
+        load_metric("clip_t", MetricSettings(weights_dir=tmp_path, clip_model="ViT-B-32", clip_pretrained="nope"))
 
 
 @pytest.mark.slow
@@ -103,15 +101,14 @@ def test_builtin_architecture_with_tag_settings(tmp_path):
     import open_clip
 
     path = helpers.write_clip_checkpoint(tmp_path, "ViT-B-32", "openai", seed=3, quick_gelu=True)
-    metric = load_metric("clip_t", MetricSettings(weights_dir=tmp_path, clip_model="ViT-B-32",
-                                                  clip_pretrained="openai", device="cpu"))
+    metric = load_metric(
+        "clip_t", MetricSettings(weights_dir=tmp_path, clip_model="ViT-B-32", clip_pretrained="openai", device="cpu")
+    )
     assert metric.quick_gelu
     assert path == tmp_path / "open_clip" / "ViT-B-32-openai" / "open_clip_model.safetensors"
     images, prompts = helpers.mf.load_images()[:2], helpers.mf.PROMPTS[:2]
     out = metric.score(images, prompts)["clip_t"]
-    model, _, pre = open_clip.create_model_and_transforms(
-        "ViT-B-32", pretrained=str(path), force_quick_gelu=True
-    )
+    model, _, pre = open_clip.create_model_and_transforms("ViT-B-32", pretrained=str(path), force_quick_gelu=True)
     tok = open_clip.get_tokenizer("ViT-B-32")
     with torch.no_grad():
         img = model.eval().encode_image(torch.stack([pre(im) for im in images]), normalize=True)

@@ -82,8 +82,10 @@ def test_key_map_reproduces_the_released_layout(size):
 
 def test_strict_keys(tmp_path):
     meta = json.loads((FIXTURES / "imagereward_tiny.json").read_text())
-    for mutate, match in ((lambda sd: sd.pop("mlp.layers.7.bias"), "missing"),
-                          (lambda sd: sd.__setitem__("blip.extra.weight", torch.zeros(1)), "unexpected")):
+    for mutate, match in (
+        (lambda sd: sd.pop("mlp.layers.7.bias"), "missing"),
+        (lambda sd: sd.__setitem__("blip.extra.weight", torch.zeros(1)), "unexpected"),
+    ):
         path = helpers.write_imagereward(tmp_path, FIXTURES / "imagereward_tiny.json")
         sd = torch.load(path, weights_only=True)
         mutate(sd)

@@ -23,8 +23,7 @@ from interp.metrics import MetricSettings, load_metric  # noqa: E402
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("lpips")
     path = helpers.write_alexnet(root, seed=11)
-    settings = MetricSettings(weights_dir=root, device="cpu", lpips_size=64, verify_hashes=False,
-                              batch_size=3)
+    settings = MetricSettings(weights_dir=root, device="cpu", lpips_size=64, verify_hashes=False, batch_size=3)
     return settings, path
 
 

@@ -38,7 +38,14 @@ def test_questions_from_geneval_metadata():
 
 def test_plurals_and_answer_checks():
     assert [plural(c) for c in ("person", "computer mouse", "wine glass", "bus", "skis", "sheep", "cup")] == [
-        "people", "computer mice", "wine glasses", "buses", "skis", "sheep", "cups"]
+        "people",
+        "computer mice",
+        "wine glasses",
+        "buses",
+        "skis",
+        "sheep",
+        "cups",
+    ]
     yes = Question("presence", "?", "yes")
     assert check_answer(yes, "Yes, there is.") and not check_answer(yes, "no") and not check_answer(yes, "")
     two = Question("count", "?", 2)
@@ -64,26 +71,53 @@ def _tiny_blip2(folder):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "</s>", "<unk>", "<image>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<pad>", "</s>", "<unk>", "<image>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(["Question: is there a clock in the image? Answer: yes no two red above"], trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
-                                        bos_token="</s>", unk_token="<unk>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", bos_token="</s>", unk_token="<unk>"
+    )
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
     config = Blip2Config(
-        vision_config=Blip2VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                        num_attention_heads=2, image_size=224, patch_size=32).to_dict(),
-        qformer_config=Blip2QFormerConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                          intermediate_size=64, encoder_hidden_size=32, vocab_size=100).to_dict(),
-        text_config=OPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, ffn_dim=64,
-                              num_attention_heads=2, word_embed_proj_dim=32, max_position_embeddings=128,
-                              pad_token_id=0, bos_token_id=1, eos_token_id=1).to_dict(),
-        num_query_tokens=4, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_config=Blip2VisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=224,
+            patch_size=32,
+        ).to_dict(),
+        qformer_config=Blip2QFormerConfig(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            encoder_hidden_size=32,
+            vocab_size=100,
+        ).to_dict(),
+        text_config=OPTConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=1,
+            ffn_dim=64,
+            num_attention_heads=2,
+            word_embed_proj_dim=32,
+            max_position_embeddings=128,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=1,
+        ).to_dict(),
+        num_query_tokens=4,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
     )
     torch.manual_seed(0)
     model = Blip2ForConditionalGeneration(config).eval()
-    processor = Blip2Processor(image_processor=BlipImageProcessor(size={"height": 224, "width": 224}),
-                               tokenizer=tokenizer, num_query_tokens=4)
+    processor = Blip2Processor(
+        image_processor=BlipImageProcessor(size={"height": 224, "width": 224}), tokenizer=tokenizer, num_query_tokens=4
+    )
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
@@ -109,8 +143,9 @@ def test_scores_from_a_tiny_blip2(tiny):
     assert [len(r) for r in rows] == [2, 3]
     for r in rows:
         for item in r:
-            assert item["correct"] == check_answer(Question(item["kind"], item["question"], item["expected"]),
-                                                   item["answer"])
+            assert item["correct"] == check_answer(
+                Question(item["kind"], item["question"], item["expected"]), item["answer"]
+            )
     out = metric.score(images, prompts)
     expected = [np.mean([item["correct"] for item in r]) for r in rows]
     np.testing.assert_array_equal(out["vqa_accuracy"], expected)

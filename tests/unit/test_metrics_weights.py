@@ -87,8 +87,9 @@ def test_missing_weights_name_file_and_key_and_download_nothing(no_network, tmp_
     weights = tmp_path / "weights"
     hf_cache = tmp_path / "hf_cache"
     hf_cache.mkdir()
-    settings = MetricSettings(weights_dir=weights, hf_cache_dir=hf_cache, torch_home=no_network["torch_home"],
-                              device="cpu")
+    settings = MetricSettings(
+        weights_dir=weights, hf_cache_dir=hf_cache, torch_home=no_network["torch_home"], device="cpu"
+    )
     watched = [*no_network.values(), hf_cache, tmp_path]
     before = _files(watched)
     environ = dict(os.environ)

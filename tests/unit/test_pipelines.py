@@ -48,9 +48,7 @@ def tokenizer_definition(tok) -> dict:
 
 def generate(pipe, name: str, steps: int = 2) -> torch.Tensor:
     kwargs = pipelines.tiny_call_kwargs(name) | {"num_inference_steps": steps}
-    return pipe(
-        "a photo of a cat", generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs
-    ).images
+    return pipe("a photo of a cat", generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs).images
 
 
 def test_supported_list_is_complete():
@@ -253,14 +251,9 @@ def test_sdxl_has_self_and_cross_attention_at_every_level():
         attn1 = unet.get_submodule(path[: -len("attn2")] + "attn1")
         attn2 = unet.get_submodule(path)
         assert not attn1.is_cross_attention and attn2.is_cross_attention
-        assert (
-            attn2.to_k.in_features
-            == pipe.text_encoder.config.hidden_size + pipe.text_encoder_2.config.hidden_size
-        )
+        assert attn2.to_k.in_features == pipe.text_encoder.config.hidden_size + pipe.text_encoder_2.config.hidden_size
     assert unet.config.addition_embed_type == "text_time"
-    calls = count_denoiser_calls(
-        pipe, unet, **pipelines.tiny_call_kwargs("sdxl") | {"num_inference_steps": 2}
-    )
+    calls = count_denoiser_calls(pipe, unet, **pipelines.tiny_call_kwargs("sdxl") | {"num_inference_steps": 2})
     assert len(calls) == 2 and calls[0]["encoder_hidden_states"].shape[:2] == (2, 77)  # [uncond, cond]
 
 

@@ -79,9 +79,7 @@ def test_one_seed_per_prompt_equals_scipy_bootstrap(method):
     assert ours.high == pytest.approx(float(ref.confidence_interval.high), rel=1e-12)
     # and the paired entry point routes clusters there
     base = rng.normal(size=50)
-    via_paired = S.paired_bootstrap_ci(
-        base + d, base, clusters=np.arange(50), method=method, n_resamples=2000, seed=17
-    )
+    via_paired = S.paired_bootstrap_ci(base + d, base, clusters=np.arange(50), method=method, n_resamples=2000, seed=17)
     assert via_paired.low == pytest.approx(ours.low, abs=1e-12)
 
 
@@ -147,9 +145,7 @@ def test_clustered_covers_where_observation_bootstrap_does_not():
         return S.cluster_bootstrap_ci(data[0], data[1], method="percentile", n_resamples=499, seed=seed)
 
     def naive(data, seed):
-        return S.cluster_bootstrap_ci(
-            data[0], np.arange(data[0].size), method="percentile", n_resamples=499, seed=seed
-        )
+        return S.cluster_bootstrap_ci(data[0], np.arange(data[0].size), method="percentile", n_resamples=499, seed=seed)
 
     cov_c = S.simulate_coverage(clustered, sample, truth, n_reps=200, seed=1)
     cov_n = S.simulate_coverage(naive, sample, truth, n_reps=200, seed=1)

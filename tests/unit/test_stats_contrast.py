@@ -39,9 +39,7 @@ def test_direction_one_sided():
     sink, control, base = _runs(1, n=60)
     less = S.difference_of_differences(sink, control, base, alternative="less", n_resamples=500)
     greater = S.difference_of_differences(sink, control, base, alternative="greater", n_resamples=500)
-    mag = S.difference_of_differences(
-        sink, control, base, alternative="greater", absolute=True, n_resamples=500
-    )
+    mag = S.difference_of_differences(sink, control, base, alternative="greater", absolute=True, n_resamples=500)
     assert less.ttest.pvalue < 0.01 < 0.99 < greater.ttest.pvalue
     assert less.ttest.pvalue + greater.ttest.pvalue == pytest.approx(1.0)
     assert mag.ttest.pvalue < 0.01

@@ -27,9 +27,7 @@ def _paired_sample(n: int):
 
 PROCEDURES = {
     "t": lambda data, seed: S.mean_difference(*data),
-    "percentile": lambda data, seed: S.paired_bootstrap_ci(
-        *data, method="percentile", n_resamples=999, seed=seed
-    ),
+    "percentile": lambda data, seed: S.paired_bootstrap_ci(*data, method="percentile", n_resamples=999, seed=seed),
     "bca": lambda data, seed: S.paired_bootstrap_ci(*data, method="bca", n_resamples=999, seed=seed),
 }
 

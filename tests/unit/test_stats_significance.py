@@ -66,18 +66,14 @@ def test_clustered_ttest_runs_on_prompt_means():
 
 @pytest.mark.parametrize(
     ("alternative", "zero_method", "method"),
-    list(
-        itertools.product(["two-sided", "greater", "less"], ["wilcox", "pratt", "zsplit"], ["auto", "approx"])
-    ),
+    list(itertools.product(["two-sided", "greater", "less"], ["wilcox", "pratt", "zsplit"], ["auto", "approx"])),
 )
 def test_wilcoxon_matches_scipy(alternative, zero_method, method):
     rng = np.random.default_rng(6)
     base = rng.normal(size=30)
     edited = base + np.round(rng.normal(0.2, 1.0, size=30), 1)  # rounding makes ties and zeros
     edited[:3] = base[:3]
-    ours = S.wilcoxon_signed_rank(
-        edited, base, alternative=alternative, zero_method=zero_method, method=method
-    )
+    ours = S.wilcoxon_signed_rank(edited, base, alternative=alternative, zero_method=zero_method, method=method)
     ref = sps.wilcoxon(edited, base, alternative=alternative, zero_method=zero_method, method=method)
     assert ours.statistic == pytest.approx(float(ref.statistic), rel=1e-12)
     assert ours.pvalue == pytest.approx(float(ref.pvalue), rel=1e-10)

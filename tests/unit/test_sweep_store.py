@@ -245,6 +245,8 @@ def test_writer_calls_the_injected_fault_hook_at_every_point(tmp_path, inline):
         for i, t in enumerate(traces):
             w.submit(WriteJob(i, t, _extra()))
     assert seen == [(p, i) for i in range(2) for p in FAULT_POINTS]
+
+
 def test_xarray_reads_a_sweep_store_like_a_trace_store(tmp_path):
     a = small_trace(seed=1)
     path, _ = _new_store(tmp_path, [a])
