@@ -9,6 +9,7 @@ import xarray as xr
 import interp
 from interp import record, tracer
 from interp.plan import Plan
+from interp.store.safety import StoreError
 from interp.store.schema import SCHEMA_VERSION
 
 
@@ -60,14 +61,18 @@ def test_round_trip_and_append(tmp_path):
 
 
 def test_incompatible_trace_is_refused(tmp_path):
+    """Another plan (one layer instead of all) is refused before generation, naming what differs (it used
+    to fail later, at the write, on the site axis); the store is left as it was."""
     pipe = interp.pipelines.tiny("sd3")
     store = tmp_path / "s.zarr"
     traced(pipe, "a photo of a cat", 0, store)
+    before = snapshot(store)
     with (
-        pytest.raises(ValueError, match="site axis"),
+        pytest.raises(StoreError, match=r"another plan \(differs in records\.0\.layers"),
         tracer.trace(pipe, "a dog", store=store, num_inference_steps=3) as _,
     ):
         record("mass", layers=1)
+    assert snapshot(store) == before
     with (
         pytest.raises(ValueError, match="along 'step'"),
         tracer.trace(pipe, "a dog", store=store, num_inference_steps=5) as _,
