@@ -132,9 +132,10 @@ class Trace:
         if self.store is None:
             return
         plan_json = plan.to_json()
-        dtype = str(getattr(self.adapter.denoiser(self.pipe), "dtype", ""))
+        denoiser = self.adapter.denoiser(self.pipe)
+        dtype = str(getattr(denoiser, "dtype", ""))
         self.meaning = TraceMeaning(
-            identity=trace_identity(plan_json, provenance(self.pipe, self.adapter.name), dtype),
+            identity=trace_identity(plan_json, provenance(self.pipe, self.adapter.name, denoiser), dtype),
             condition=self.condition,
             entry=condition_entry(plan_json, self.pipeline_kwargs),
             allow_duplicate=self.allow_duplicate,
