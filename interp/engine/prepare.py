@@ -60,13 +60,14 @@ class CallSpec:
     prompt: str | None
     seed: int | None
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    negative_prompt: str | None = None  # labels the uncond branch when the call is not ours (interop)
 
     @property
     def texts(self) -> dict[str, str | None]:
         """The text of each CFG branch, as the token layouts label it (None: unknown tokens)."""
         if self.prompt is None:
             return {"cond": None, "uncond": None}
-        neg = self.kwargs.get("negative_prompt")
+        neg = self.negative_prompt if self.negative_prompt is not None else self.kwargs.get("negative_prompt")
         if isinstance(neg, str):
             neg_text: str | None = neg
         else:

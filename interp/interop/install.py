@@ -126,11 +126,10 @@ def site_modules(
     ords = tuple("inf" if str(o) in ("inf", "float('inf')") else str(o) for o in ord)
     record = _record(stats, [s.path for s in chosen], queries=queries, top=top, k=k, ord=ords)
     requests = [SiteRequest(s, i, (record,) if record is not None else ()) for i, s in enumerate(chosen)]
-    kwargs = dict(call_kwargs or {})
-    if prompt is not None:  # the texts label the token layouts (the uncond branch's: "" unless given)
-        kwargs["negative_prompt"] = negative_prompt if negative_prompt is not None else ""
+    # the texts only label the token layouts; the uncond branch's is "" unless given
+    call = CallSpec(prompt, None, dict(call_kwargs or {}), negative_prompt=negative_prompt or "")
     plan = Plan((record,) if record is not None else ())
-    prepared = prepare(pipe, plan, CallSpec(prompt, None, kwargs), kernel=kernel, adapter=adapter, requests=requests)
+    prepared = prepare(pipe, plan, call, kernel=kernel, adapter=adapter, requests=requests)
     for site in chosen:
         module = denoiser.get_submodule(site.path)
         if SITE_ATTR in module._modules or hasattr(module, SITE_ATTR):
