@@ -16,7 +16,7 @@ resolved again here. The call is described by its texts and keyword arguments, n
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from interp.edits.patching import check_source, lookup
 from interp.edits.replay import ReplaySource
@@ -25,7 +25,18 @@ from interp.plan import Plan, PlanError
 
 if TYPE_CHECKING:
     from interp.adapters.base import Adapter, SiteInfo
-    from interp.engine.observer import SiteRequest
+    from interp.edits.spec import Edit
+
+
+class SiteRequest(Protocol):
+    """What the checks read of the engine's resolved site requests (``interp.engine.SiteRequest``),
+    declared here so that edits never import the engine."""
+
+    @property
+    def site(self) -> SiteInfo: ...
+
+    @property
+    def edits(self) -> tuple[tuple[int, Edit], ...]: ...
 
 
 def edit_sites(plan: Plan, requests: Sequence[SiteRequest]) -> dict[int, list[SiteInfo]]:
