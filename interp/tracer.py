@@ -3,18 +3,18 @@
 Design
 ------
 ``trace(pipe, prompt, seed=..., store=..., **pipeline_kwargs)`` returns a ``Trace``, a context
-manager. Its lifecycle:
+manager. Its lifecycle runs on the engine (``interp.engine``; docs/design.md, The trace lifecycle):
 
 1. construction: everything that can be checked without the plan is checked (the pipeline is
-   supported, the store path is usable, one prompt, one image per prompt);
+   supported, the store path is usable, one prompt, one image per prompt, the kernel choice);
 2. ``__enter__`` opens a plan in the current context (seeded with ``plan=`` if given: sweeps build
-   plans from configs); the ``with`` body declares records;
-3. ``__exit__`` (only if the body did not raise) closes the plan, checks that it keeps the store's
-   meaning (``interp.store.meaning``: model, records, the condition's edits and options, no duplicate
-   sample), resolves its sites (bad sites,
-   statistics or query sets raise here, before generation), checks each site's attention backend,
-   installs the step clock and the site hooks, runs the pipeline with a seeded CPU generator, and
-   removes every hook in a ``finally`` block, so the pipeline is exactly as it was whatever happens;
+   plans from configs); the ``with`` body declares records and edits;
+3. ``__exit__`` (only if the body did not raise) closes the plan and hands it to
+   ``engine.prepare``, which checks that it keeps the store's meaning, resolves its sites once and
+   runs every other pre-generation check (a plan that cannot run raises here, before generation);
+   an ``engine.Session`` then installs the step clock and the site hooks, the pipeline runs with a
+   seeded CPU generator, and the session removes every hook in a ``finally`` block, so the pipeline
+   is exactly as it was whatever happens;
 4. the results are laid out by the schema (``trace.stats``) and, with ``store=``, appended to a
    Zarr store as one sample.
 
@@ -28,7 +28,7 @@ to the pipeline, so a sweep can encode a prompt once and reuse it across conditi
 from __future__ import annotations
 
 import os
-from functools import partial
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,15 +38,10 @@ import xarray as xr
 from interp.adapters import adapter_for
 from interp.adapters.base import BRANCHES
 from interp.clock import StepClock
-from interp.edits.validate import validate_edits
-from interp.maps_budget import check_map_budget
-from interp.observe import Observer, site_requests
+from interp.engine import CallSpec, Observer, Prepared, Session, StoreTarget, prepare
+from interp.engine.prepare import check_kernel
 from interp.plan import Plan, PlanError, close_plan, open_plan
-from interp.provenance import provenance
-from interp.sites.compiled import check_compiled
-from interp.sites.intercept import Installation, SiteHooks, check_backend
 from interp.statistics import CATALOGUE
-from interp.store.meaning import check_trace_fits, condition_entry, trace_identity
 from interp.store.schema import plan_attrs, trace_dataset
 from interp.store.zarr_io import TraceMeaning, append_trace, check_store_path
 
@@ -82,12 +77,13 @@ class Trace:
         plan: Plan | None = None,
         kernel: str = "auto",
         allow_duplicate: bool = False,
+        latents_hook: Callable[[torch.Tensor], None] | None = None,
         **pipeline_kwargs: Any,
     ) -> None:
         self.adapter = adapter_for(pipe)
-        if kernel not in ("auto", "lse", "reference"):
-            raise ValueError(f"unknown kernel {kernel!r}; use 'auto', 'lse' or 'reference'")
+        check_kernel(kernel)
         self.kernel = kernel
+        self.latents_hook = latents_hook  # sees the latents pipe.prepare_latents returns (engine.LatentsProbe)
         if prompt is not None and not isinstance(prompt, str):
             raise TypeError("trace() takes one prompt (a str); run one trace per prompt, or use a sweep")
         if prompt is None and "prompt_embeds" not in pipeline_kwargs:
@@ -123,31 +119,18 @@ class Trace:
         self.plan = close_plan(self._token)
         if exc_type is not None:
             return False
-        self._check_store(self.plan)
-        self._run(self.plan)
+        self._run(
+            prepare(self.pipe, self.plan, self._call(), kernel=self.kernel, store=self._target(), adapter=self.adapter)
+        )
         return False
 
-    def _check_store(self, plan: Plan) -> None:
-        """Before generation: the store's meaning (model, records, this condition) fits this trace."""
+    def _call(self) -> CallSpec:
+        return CallSpec(self.prompt, self.seed, self.pipeline_kwargs)
+
+    def _target(self) -> StoreTarget | None:
         if self.store is None:
-            return
-        plan_json = plan.to_json()
-        denoiser = self.adapter.denoiser(self.pipe)
-        dtype = str(getattr(denoiser, "dtype", ""))
-        self.meaning = TraceMeaning(
-            identity=trace_identity(plan_json, provenance(self.pipe, self.adapter.name, denoiser), dtype),
-            condition=self.condition,
-            entry=condition_entry(plan_json, self.pipeline_kwargs),
-            allow_duplicate=self.allow_duplicate,
-        )
-        check_trace_fits(
-            self.store,
-            self.meaning.identity,
-            self.condition,
-            self.meaning.entry,
-            self._sample_coords(),
-            allow_duplicate=self.allow_duplicate,
-        )
+            return None
+        return StoreTarget(self.store, self.condition, self.tag, self.allow_duplicate)
 
     # --- results ---------------------------------------------------------------------------------
     @property
@@ -161,38 +144,8 @@ class Trace:
         return self.images[0]
 
     # --- the run ---------------------------------------------------------------------------------
-    def _texts(self) -> dict[str, str | None]:
-        if self.prompt is None:
-            return {"cond": None, "uncond": None}
-        neg = self.pipeline_kwargs.get("negative_prompt")
-        if isinstance(neg, str):
-            neg_text: str | None = neg
-        else:
-            neg_text = None if "negative_prompt_embeds" in self.pipeline_kwargs else ""
-        return {"cond": self.prompt, "uncond": neg_text}
-
-    def _run(self, plan: Plan) -> None:
-        pipe, adapter = self.pipe, self.adapter
-        denoiser = adapter.denoiser(pipe)
-        sites = adapter.sites(pipe)
-        requests = site_requests(plan, sites, adapter)
-        for req in requests:
-            check_backend(req.site.path, denoiser.get_submodule(req.site.path))
-        replay = validate_edits(plan, requests, denoiser, adapter, pipe, self)
-        check_map_budget(plan, requests, denoiser, adapter, pipe, self.pipeline_kwargs, self._texts())
-        clock = StepClock(adapter, pipe)
-        observer = Observer(
-            pipe,
-            adapter,
-            clock,
-            requests,
-            self._texts(),
-            self.pipeline_kwargs,
-            BRANCHES,
-            kernel=self.kernel,
-            seed=-1 if self.seed is None else int(self.seed),
-            replay=replay,
-        )
+    def _run(self, prepared: Prepared) -> None:
+        plan, pipe = prepared.plan, self.pipe
         kwargs = dict(self.pipeline_kwargs)
         if self.seed is not None:
             kwargs["generator"] = torch.Generator("cpu").manual_seed(int(self.seed))
@@ -200,32 +153,20 @@ class Trace:
             kwargs["prompt"] = self.prompt
         if "negative_prompt_embeds" in kwargs:  # the text only labels the layout (None, not absent: PixArt
             kwargs["negative_prompt"] = None  # defaults an absent one to "" and then refuses both)
-        check_compiled(denoiser, requests)
         # everything that does not need the generation is computed before it (provenance included)
         attrs = {
             **plan_attrs(plan.to_json()),
-            **provenance(pipe, adapter.name, denoiser),
+            **prepared.provenance,
             "seed_policy": "torch.Generator('cpu').manual_seed(seed) passed as the pipeline's generator",
         }
-        with Installation() as inst:
-            clock.install(inst, denoiser)
-            for req in requests:
-                path = req.site.path
-                wants_post = req.norm_record is not None and "post_out" in req.norm_record.where
-                inst.add_site(
-                    SiteHooks(
-                        path,
-                        denoiser.get_submodule(path),
-                        partial(observer.on_sdpa, path),
-                        partial(observer.on_output, path) if wants_post else None,
-                    )
-                )
+        with Session(prepared, latents_hook=self.latents_hook) as session:
             self.output = pipe(**kwargs)
+        clock, observer = session.clock, session.observer
         self.clock = clock
         self.captured = observer.captured
         stage = "laying out the statistics"
         try:  # the generation is done: whatever fails now must not throw the sample away
-            self.stats = self._dataset(plan, clock, observer, [r.site for r in requests], attrs)
+            self.stats = self._dataset(plan, clock, observer, [r.site for r in prepared.requests], attrs)
             if self.store is not None:
                 stage = f"writing to the store {self.store}"
                 self.sample = append_trace(self.store, self.stats, self._sample_coords(), self.meaning)
@@ -237,14 +178,7 @@ class Trace:
             ) from exc
 
     def _sample_coords(self) -> dict[str, object]:
-        neg = self.pipeline_kwargs.get("negative_prompt")
-        return {
-            "prompt": self.prompt or "",
-            "negative_prompt": neg if isinstance(neg, str) else "",
-            "seed": -1 if self.seed is None else int(self.seed),
-            "condition": self.condition,
-            "tag": self.tag,
-        }
+        return StoreTarget(self.store or "", self.condition, self.tag).sample_coords(self._call())
 
     def _dataset(
         self, plan: Plan, clock: StepClock, observer: Observer, sites: list, attrs: dict[str, Any]
@@ -298,13 +232,15 @@ def trace(
     condition: str = "baseline",
     tag: str = "",
     allow_duplicate: bool = False,
+    latents_hook: Callable[[torch.Tensor], None] | None = None,
     **pipeline_kwargs: Any,
 ) -> Trace:
     """Open a trace of one generation; see the module docstring and ``docs/concepts.md``.
 
     With ``store=``, the trace must keep the store's meaning (model, records, the condition's edits and
     call options) and not repeat a done prompt/seed/condition unless ``allow_duplicate=True``; both are
-    checked before generation (``interp.store.meaning``).
+    checked before generation (``interp.store.meaning``). ``latents_hook`` (optional) is called with the
+    latents ``pipe.prepare_latents`` returns (the sweep hashes them to check seed pairing).
     """
     return Trace(
         pipe,
@@ -314,6 +250,7 @@ def trace(
         condition=condition,
         tag=tag,
         allow_duplicate=allow_duplicate,
+        latents_hook=latents_hook,
         **pipeline_kwargs,
     )
 

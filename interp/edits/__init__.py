@@ -1,8 +1,9 @@
 """Causal edits as plan items: selector (which keys) + operation (what happens) + scope (where, when).
 
 ``spec`` holds the dataclasses, ``presets`` the one-line functions used inside ``tracer.trace``,
-``select`` the key selection, ``runtime`` their application at a site call, ``replay`` and
-``validate`` the checks made before generation.
+``select`` the key selection, ``runtime`` their application at a site call (through the narrow
+``context.SiteContext`` the engine builds per call), ``replay`` and ``validate`` the checks made
+before generation.
 """
 
 from interp.edits.presets import (

@@ -11,14 +11,18 @@ call. For each edit it
 3. accumulates a per-key logit bias (score path: log eta, -inf for eta = 0) or replaces values
    (value path);
 
-then runs the edit kernel (``interp.kernels.edit``) once for all edits of the call, and stores the
-verification of each edit per (step, call, site, branch, head): the edited keys, their incoming mass
-before the edit and after it, both *measured* over the scope's query rows, and the entropy after it.
+then runs the edit kernel (``interp.kernels.edit``) once for all edits of the call, and returns, with
+the output, the verification of each edit per (branch, head) (``EditVerification``): the edited keys,
+their incoming mass before the edit and after it, both *measured* over the scope's query rows, and
+the entropy after it. The observer stores them per (step, call, site).
 An edit that changes nothing (eta = 1, empty key set, nothing in scope) returns the original kernel
 output, bit-identical to no edit, unless the operation forces the edit kernel (the noise floor).
 
 Several edits may act on one call (their biases add up, value replacements apply in plan order) if
 they share the same query-row, branch and head scope.
+
+What an edit sees of the call is a narrow ``SiteContext`` (``interp.edits.context``): the engine
+builds it, this module reads it and returns what it did; it never reaches into the observer.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from interp.edits.context import SiteContext
 from interp.edits.select import choose_keys
 from interp.edits.spec import Edit
 from interp.kernels.edit import edited_attention, edited_attention_lse, rounded_bias
@@ -40,13 +45,34 @@ from interp.kernels.reference import StatRequest, mask_to_bias
 from interp.plan import PlanError
 from interp.sites.intercept import SDPACall
 
-if TYPE_CHECKING:
-    from interp.observe import Observer, SiteRequest
+
+@dataclass(frozen=True)
+class EditVerification:
+    """What one edit did at one call, per (batch row, head): the stored ``edit_*#i`` variables."""
+
+    edit: int  # the edit's index in the plan
+    keys: Tensor  # (B, H, K) int32 edited keys, -1 padded
+    n_keys: Tensor  # (B, H) int32
+    mass_before: Tensor  # (B, H) measured incoming mass of the keys, unedited (NaN out of scope)
+    mass_after: Tensor  # (B, H) the same, edited
+    entropy_after: Tensor  # (B, H) entropy of the edited attention
+
+    def variables(self) -> dict[str, Tensor]:
+        """Store variable name -> value, for this edit."""
+        i = self.edit
+        return {
+            f"edit_keys#{i}": self.keys,
+            f"edit_n_keys#{i}": self.n_keys,
+            f"edit_mass_before#{i}": self.mass_before,
+            f"edit_mass_after#{i}": self.mass_after,
+            f"edit_entropy_after#{i}": self.entropy_after,
+        }
 
 
 @dataclass
 class EditResult:
-    """What the records of an edited call need: the output and the bias in force."""
+    """What the edits of a call did: the output, the bias in force (the records of the call need it)
+    and each edit's verification."""
 
     output: Tensor
     key_bias: Tensor | None  # (B, H, Nk), fp32, as the kernel applied it (rounded to the call's dtype)
@@ -55,6 +81,7 @@ class EditResult:
     # (B, H, Nq) row log-sum-exp of the edited logits, when the kernel gave it: only for whole-scope edits
     # of calls without a mask, so it always belongs to exactly the logits ``key_bias`` describes
     lse: Tensor | None = None
+    verifications: tuple[EditVerification, ...] = ()
 
 
 def _member(keys: Tensor, n_keys: int) -> Tensor:
@@ -80,13 +107,13 @@ def _replace_values(v: Tensor, member: Tensor, edit: Edit, modality_mask: Tensor
     return torch.where(member[..., None], target.to(v.dtype), out)
 
 
-def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequence[tuple[int, Edit]]) -> EditResult:
+def apply_edits(ctx: SiteContext, call: SDPACall, active: Sequence[tuple[int, Edit]]) -> EditResult:
+    """Apply the ``active`` (edit index, edit) pairs to this call; the result says what they did."""
     q, k, v = call.q, call.k, call.v
     b, h, nq, _ = q.shape
     nk = k.shape[-2]
-    site = req.site
-    clock = obs.clock
-    branches = list(clock.branches)
+    site = ctx.site
+    branches = list(ctx.branches)
     scopes = {(e.scope.queries, e.scope.branch, e.scope.heads) for _, e in active}
     if len(scopes) > 1:
         raise PlanError(
@@ -94,7 +121,7 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
             f"and head scope; got {sorted(map(str, scopes))}"
         )
     scope = active[0][1].scope
-    layouts = [obs.layout(site.key_layout, br, nk) for br in branches]
+    layouts = [ctx.layout(site.key_layout, br, nk) for br in branches]
     dev = q.device
     # the (row, head) scope is known on the host: no device sync to decide what runs
     if scope.heads is not None and max(scope.heads) >= h:
@@ -108,7 +135,7 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
     )
     all_pairs, any_pair = bool(pairs_host.all()), bool(pairs_host.any())
     pairs = torch.as_tensor(pairs_host).to(dev, non_blocking=True)
-    rows = None if scope.queries == "all" else obs.query_rows(site, scope.queries, nq, dev)
+    rows = None if scope.queries == "all" else ctx.query_rows(scope.queries, nq, dev)
     scope_rows = rows if rows is not None else torch.arange(nq, device=dev)
     mask_bias = mask_to_bias(call.attn_mask)
     mass_cache: dict[str, Tensor] = {}
@@ -123,7 +150,7 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
     def unedited_mass(query_set: str) -> Tensor:
         query_set = canonical(query_set)
         if query_set not in mass_cache:
-            r = scope_rows if query_set == "all" and rows is None else obs.query_rows(site, query_set, nq, dev)
+            r = scope_rows if query_set == "all" and rows is None else ctx.query_rows(query_set, nq, dev)
             mass_cache[query_set] = compute_stats(
                 q,
                 k,
@@ -131,7 +158,7 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
                 query_rows=r,
                 request=StatRequest(mass_full=True),
                 bias=mask_bias,
-                kernel=obs.kernel,
+                kernel=ctx.kernel,
             )["mass_per_key"]
         return mass_cache[query_set]
 
@@ -144,16 +171,16 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
     for ei, e in active:
         sel = e.selector
         mass = unedited_mass(sel.by) if sel.kind in ("topk", "bottomk", "random") else None
-        cand = obs.candidate_mask(site.key_layout, branches, sel.modality, dev) if mass is not None else None
+        cand = ctx.candidates(site.key_layout, branches, sel.modality, dev) if mass is not None else None
         replayed = None
         if sel.kind == "replay":
-            replayed = obs.replay[ei].lookup(site.path, clock.step, clock.call, branches).to(dev)
+            replayed = ctx.sources[ei].lookup(site.path, ctx.step, ctx.call, branches).to(dev)
         keys = choose_keys(
             sel,
             mass,
             layouts,
             n_heads=h,
-            seed_parts=(obs.seed, clock.step, clock.call, req.index, ei),
+            seed_parts=(ctx.seed, ctx.step, ctx.call, ctx.site_index, ei),
             replayed=replayed,
             candidate_mask=cand,
             device=dev,
@@ -164,7 +191,7 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
             member = pairs[..., None].expand(b, h, nk)
         op = e.operation
         if op.path == "patch":
-            src = patch_source(obs, obs.replay[ei], site.path, branches, dev)
+            src = patch_source(ctx.sources[ei], site.path, ctx.step, ctx.call, branches, dev)
             if op.target == "values":
                 base = values if values is not None else v
                 values = torch.where(member[..., None], src["v"].to(base.dtype), base)
@@ -193,7 +220,7 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
         result = EditResult(out, None, None, False)
     elif whole:
         out, lse = edited_attention_lse(
-            q, k, v, scale=call.scale, key_bias=key_bias, values=values, cache=obs.kernel_cache
+            q, k, v, scale=call.scale, key_bias=key_bias, values=values, cache=ctx.kernel_cache
         )
         result = EditResult(out, key_bias, None, True, lse)
     else:
@@ -222,15 +249,19 @@ def apply_edits(obs: Observer, req: SiteRequest, call: SDPACall, active: Sequenc
             out = out.clone()
             out[:, :, scope_rows] = patched
         result = EditResult(out, key_bias, row_mask, True)
-    _verify(obs, req, call, verifications, key_bias, mask_bias, scope_rows, pairs, unedited_mass, result.lse)
+    result.verifications = _verify(
+        ctx, call, verifications, key_bias, mask_bias, scope_rows, pairs, unedited_mass, result.lse
+    )
     return result
 
 
-def patch_source(obs: Observer, source: Any, path: str, branches: list[str], device: torch.device) -> dict[str, Tensor]:
+def patch_source(
+    source: Any, path: str, step: int, call: int, branches: list[str], device: torch.device
+) -> dict[str, Tensor]:
     """The source trace's captured values and output at this site, step and call, rows by branch."""
-    entry = source.captured.get((path, obs.clock.step, obs.clock.call))
+    entry = source.captured.get((path, step, call))
     if entry is None:
-        raise PlanError(f"patch source has no capture of {path} at step {obs.clock.step}, call {obs.clock.call}")
+        raise PlanError(f"patch source has no capture of {path} at step {step}, call {call}")
     rows = []
     for br in branches:
         if br not in entry["branches"]:
@@ -241,8 +272,7 @@ def patch_source(obs: Observer, source: Any, path: str, branches: list[str], dev
 
 
 def _verify(
-    obs: Observer,
-    req: SiteRequest,
+    ctx: SiteContext,
     call: SDPACall,
     verifications: list,
     key_bias: Tensor,
@@ -251,12 +281,11 @@ def _verify(
     pairs: Tensor,
     unedited_mass,
     lse: Tensor | None = None,
-) -> None:
-    """Store, per edit: keys, measured mass before and after over the scope's rows, entropy after.
+) -> tuple[EditVerification, ...]:
+    """Per edit: keys, measured mass before and after over the scope's rows, entropy after.
 
     ``lse``: the edited kernel's row log-sum-exp (whole scope, no mask), so the fused path measures
     the edited attention in one pass."""
-    clock = obs.clock
     before = unedited_mass("__scope__")
     bias = key_bias[:, :, None, :]
     if mask_bias is not None:
@@ -268,21 +297,23 @@ def _verify(
         query_rows=scope_rows,
         request=StatRequest(mass_full=True, entropy=True),
         bias=bias,
-        kernel="reference" if obs.kernel == "reference" else "auto",
+        kernel="reference" if ctx.kernel == "reference" else "auto",
         lse=lse,
     )
     nan = float("nan")  # a Python scalar: torch.where takes it without a host-to-device copy
-    br = obs.branch_index()
+    out = []
     for ei, keys, member in verifications:
-        m_before = torch.where(pairs, (before * member).sum(-1), nan)
-        m_after = torch.where(pairs, (after["mass_per_key"] * member).sum(-1), nan)
-        ent = torch.where(pairs, after["entropy"], nan)
         width = max(keys.shape[-1], 1)
         padded = torch.full((*keys.shape[:-1], width), -1, dtype=torch.int32, device=keys.device)
         padded[..., : keys.shape[-1]] = keys.to(torch.int32)
-        step, ccall, site = clock.step, clock.call, req.index
-        obs.buffer.add(f"edit_keys#{ei}", step, ccall, site, br, padded)
-        obs.buffer.add(f"edit_n_keys#{ei}", step, ccall, site, br, member.sum(-1).to(torch.int32))
-        obs.buffer.add(f"edit_mass_before#{ei}", step, ccall, site, br, m_before)
-        obs.buffer.add(f"edit_mass_after#{ei}", step, ccall, site, br, m_after)
-        obs.buffer.add(f"edit_entropy_after#{ei}", step, ccall, site, br, ent)
+        out.append(
+            EditVerification(
+                edit=ei,
+                keys=padded,
+                n_keys=member.sum(-1).to(torch.int32),
+                mass_before=torch.where(pairs, (before * member).sum(-1), nan),
+                mass_after=torch.where(pairs, (after["mass_per_key"] * member).sum(-1), nan),
+                entropy_after=torch.where(pairs, after["entropy"], nan),
+            )
+        )
+    return tuple(out)

@@ -6,15 +6,17 @@ Design
 run the pipeline themselves (nnsight, a user's own loop). On enter it
 
 1. resolves ``layers`` against the pipeline's sites exactly as ``record(layers=...)`` does
-   (``interp.sites.select``), refuses sites whose attention backend bypasses the interception point
-   (``check_backend``), and refuses a module that already has a child of that name;
+   (``interp.sites.select``) and runs the engine's pre-generation checks on them
+   (``interp.engine.prepare``: attention backends that bypass the interception point, compiled
+   regions), and refuses a module that already has a child of that name;
 2. adds an :class:`~interp.interop.modules.AttentionSite` child (``interp_site``) to each chosen
-   attention module, and installs interp's own interception (``interp.sites.intercept.SiteHooks``)
-   on the attention module, plus the step clock's pre-hook on the denoiser (``interp.clock``);
-3. at every attention kernel call, the handler lets interp's observer (``interp.observe.Observer``,
-   the same code a trace runs) run the original kernel call and compute the requested statistics,
-   then calls the site module with ``(q, k, v, out)`` and its ``stats`` child with the statistics.
-   The handler returns what the site module returned: ``out`` itself unless a tool replaced it.
+   attention module, and opens an engine session (``interp.engine.Session``): interp's own
+   interception on each attention module and the step clock on the denoiser;
+3. at every attention kernel call, the session's handler lets interp's observer
+   (``interp.engine.Observer``, the same code a trace runs) run the original kernel call and
+   compute the requested statistics, then calls the site module with ``(q, k, v, out)`` and its
+   ``stats`` child with the statistics. The handler returns what the site module returned: ``out``
+   itself unless a tool replaced it.
 
 On exit (also after an exception) every hook is removed and every child deleted, so the pipeline's
 modules are exactly as before. Observation is bit-identical: the attention output is the original
@@ -34,12 +36,11 @@ from typing import Any
 from torch import Tensor, nn
 
 from interp.adapters import adapter_for
-from interp.adapters.base import BRANCHES, Adapter
-from interp.clock import StepClock
+from interp.adapters.base import Adapter
+from interp.engine import CallSpec, Observer, Session, SiteRequest, TraceBuffer, prepare
 from interp.interop.modules import SITE_ATTR, AttentionSite
-from interp.observe import Observer, SiteRequest, TraceBuffer
-from interp.plan import PlanError, Record, SiteSpec
-from interp.sites.intercept import Installation, SDPACall, SiteHooks, check_backend
+from interp.plan import Plan, PlanError, Record, SiteSpec
+from interp.sites.intercept import SDPACall
 from interp.sites.select import resolve_sites
 from interp.statistics import SITE_STATISTICS
 
@@ -85,11 +86,12 @@ def _record(stats: Sequence[str], paths: Sequence[str], **options: Any) -> Recor
     return Record(stats=stats, layers=tuple(paths), where=("pre_out",), **options)
 
 
-def _handler(observer: Observer, clock: StepClock, req: SiteRequest, site: AttentionSite, call: SDPACall) -> Tensor:
+def _handler(observer: Observer, req: SiteRequest, site: AttentionSite, call: SDPACall) -> Tensor:
     observer.buffer = TraceBuffer()  # one call's statistics at a time
     out = observer.on_sdpa(req.site.path, call)
     values: dict[str, Any] = {var: entries[-1][4] for var, entries in observer.buffer.entries.items() if entries}
     result = site(call.q, call.k, call.v, out)
+    clock = observer.clock
     site.stats({**values, "step": clock.step, "call": clock.call, "branches": tuple(clock.branches)})
     return result
 
@@ -121,40 +123,37 @@ def site_modules(
     adapter: Adapter = adapter_for(pipe)
     denoiser: nn.Module = adapter.denoiser(pipe)
     chosen = resolve_sites(layers, adapter.sites(pipe), adapter)
+    ords = tuple("inf" if str(o) in ("inf", "float('inf')") else str(o) for o in ord)
+    record = _record(stats, [s.path for s in chosen], queries=queries, top=top, k=k, ord=ords)
+    requests = [SiteRequest(s, i, (record,) if record is not None else ()) for i, s in enumerate(chosen)]
+    # the texts only label the token layouts; the uncond branch's is "" unless given
+    call = CallSpec(prompt, None, dict(call_kwargs or {}), negative_prompt=negative_prompt or "")
+    plan = Plan((record,) if record is not None else ())
+    prepared = prepare(pipe, plan, call, kernel=kernel, adapter=adapter, requests=requests)
     for site in chosen:
         module = denoiser.get_submodule(site.path)
-        check_backend(site.path, module)
         if SITE_ATTR in module._modules or hasattr(module, SITE_ATTR):
             raise RuntimeError(
                 f"{site.path} already has an attribute {SITE_ATTR!r}: site modules are installed there already "
                 "(nested site_modules blocks on one pipeline are not supported)"
             )
-    if kernel not in ("auto", "lse", "reference"):
-        raise ValueError(f"unknown kernel {kernel!r}; use 'auto', 'lse' or 'reference'")
-    ords = tuple("inf" if str(o) in ("inf", "float('inf')") else str(o) for o in ord)
-    record = _record(stats, [s.path for s in chosen], queries=queries, top=top, k=k, ord=ords)
-    requests = [SiteRequest(s, i, (record,) if record is not None else ()) for i, s in enumerate(chosen)]
-    clock = StepClock(adapter, pipe)
-    if prompt is not None:
-        texts = {"cond": prompt, "uncond": negative_prompt if negative_prompt is not None else ""}
-    else:
-        texts = {"cond": None, "uncond": None}
-    observer = Observer(pipe, adapter, clock, requests, texts, dict(call_kwargs or {}), BRANCHES, kernel=kernel)
     installed = InstalledSites(adapter.denoiser_attr, record=record)
+    for req in requests:
+        installed.modules[req.site.path] = AttentionSite(req.site.path)
+
+    def handler(observer: Observer, req: SiteRequest) -> Any:
+        return partial(_handler, observer, req, installed.modules[req.site.path])
+
     added: list[tuple[nn.Module, AttentionSite]] = []
-    inst = Installation()
     try:
-        clock.install(inst, denoiser)
-        for req in requests:
-            module = denoiser.get_submodule(req.site.path)
-            site_module = AttentionSite(req.site.path)
+        for path, site_module in installed.modules.items():
+            module = denoiser.get_submodule(path)
             module.add_module(SITE_ATTR, site_module)
             added.append((module, site_module))
-            installed.modules[req.site.path] = site_module
-            inst.add_site(SiteHooks(req.site.path, module, partial(_handler, observer, clock, req, site_module), None))
-        yield installed
+        # post_output=False: statistics of the module's output come after the site call (docstring)
+        with Session(prepared, handler=handler, post_output=False):
+            yield installed
     finally:
-        inst.remove()
         for module, site_module in added:
             if module._modules.get(SITE_ATTR) is site_module:
                 del module._modules[SITE_ATTR]

@@ -49,10 +49,13 @@ Launch configurations
 ---------------------
 Block sizes, warps and pipeline stages of the two kernels (``LaunchConfig``) are chosen per call on
 the host from the call's shape alone (``config_key``: dtype, B, H, Nq, Nk, D, query rows), so the
-choice never synchronises with the device. Precedence: a ``gpu_config(cfg, key)`` block (a context
-variable, so other threads are unaffected), then a configuration installed process-wide with
-``set_gpu_config(cfg, key)``, each first for the call's own key and then for ``key=None`` (every
-call), then the module default ``GPU_CONFIG`` (``INTERPRETER_CONFIG`` under the interpreter).
+choice never synchronises with the device. Precedence: a ``gpu_config(cfg, key)`` block, then a
+configuration installed with ``set_gpu_config(cfg, key)``, each first for the call's own key and then
+for ``key=None`` (every call), then the module default ``GPU_CONFIG`` (``INTERPRETER_CONFIG`` under
+the interpreter). Neither is process-global: both are context variables holding immutable tables
+(``set_gpu_config`` replaces the current context's table with a new one), so an installation belongs
+to the thread or task that made it, like the open plan, and a trace in another thread is unaffected
+(a thread that should use a tuning installs it, or runs in ``contextvars.copy_context()``).
 ``benchmarks/triton_tuning.py`` (a tool, not the library) finds a configuration for a shape (``tune``);
 ``benchmarks/triton_tune.py`` runs it at SD3 size.
 """
@@ -65,6 +68,7 @@ import functools
 import importlib.util
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import torch
@@ -175,7 +179,9 @@ INTERPRETER_CONFIG = LaunchConfig(16, 16, 1, 16, 16, 1, 1)
 ConfigKey = tuple[str, int, int, int, int, int, int]
 """(dtype, B, H, Nq, Nk, D, query rows) of a call: what a launch configuration is chosen by."""
 
-_INSTALLED: dict[ConfigKey | None, LaunchConfig] = {}
+LaunchTable = Mapping[ConfigKey | None, LaunchConfig]
+_EMPTY: LaunchTable = MappingProxyType({})
+_INSTALLED: contextvars.ContextVar[LaunchTable] = contextvars.ContextVar("interp_triton_installed", default=_EMPTY)
 _SCOPED: contextvars.ContextVar[Mapping[ConfigKey | None, LaunchConfig] | None] = contextvars.ContextVar(
     "interp_triton_launch_config", default=None
 )
@@ -189,12 +195,15 @@ def config_key(q: Tensor, k: Tensor, rows: Tensor | None = None) -> ConfigKey:
 
 
 def set_gpu_config(cfg: LaunchConfig | None, key: ConfigKey | None = None) -> None:
-    """Install ``cfg`` process-wide for the calls of shape ``key`` (``config_key``; None: every call
-    without a configuration of its own); ``cfg=None`` removes what was installed for ``key``."""
+    """Install ``cfg`` in the current context (thread or task) for the calls of shape ``key``
+    (``config_key``; None: every call without a configuration of its own); ``cfg=None`` removes what
+    was installed for ``key``. The table is replaced, never mutated: readers hold a consistent one."""
+    table = dict(_INSTALLED.get())
     if cfg is None:
-        _INSTALLED.pop(key, None)
+        table.pop(key, None)
     else:
-        _INSTALLED[key] = cfg
+        table[key] = cfg
+    _INSTALLED.set(MappingProxyType(table))
 
 
 @contextlib.contextmanager
@@ -208,7 +217,7 @@ def gpu_config(cfg: LaunchConfig, key: ConfigKey | None = None) -> Iterator[Laun
 
 
 def _lookup(key: ConfigKey, interpret: bool) -> LaunchConfig:
-    for table in (_SCOPED.get() or {}, _INSTALLED):
+    for table in (_SCOPED.get() or _EMPTY, _INSTALLED.get()):
         for k in (key, None):
             if k in table:
                 return table[k]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +43,20 @@ def _items(plan_json: str, kind: str) -> dict[str, dict[str, Any]]:
     return {str(i): item for i, item in enumerate(i for i in json.loads(plan_json) if i.get("type") == kind)}
 
 
-def trace_identity(plan_json: str, provenance: Mapping[str, Any], dtype: str) -> dict[str, Any]:
-    """What every sample of a trace store shares: the model and the records."""
+def trace_identity(
+    plan_json: str, provenance: Mapping[str, Any], dtype: str, record_sites: Sequence[Sequence[str]] | None = None
+) -> dict[str, Any]:
+    """What every sample of a trace store shares: the model and the records.
+
+    ``record_sites``: per record, the site paths its ``layers`` resolved to; they replace the spec, so
+    ``layers=[0, 3]`` and ``layers=[0, "transformer_blocks.3.attn"]`` (one set of sites) are one meaning."""
     model = {k: str(provenance.get(k, "")) for k in MODEL_ATTRS}
     model["dtype"] = dtype
-    return {"model": model, "records": _items(plan_json, "Record")}
+    records = _items(plan_json, "Record")
+    if record_sites is not None:
+        for item, paths in zip(records.values(), record_sites, strict=True):
+            item["layers"] = list(paths)
+    return {"model": model, "records": records}
 
 
 def call_options(pipeline_kwargs: Mapping[str, Any]) -> dict[str, Any]:

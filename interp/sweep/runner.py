@@ -12,8 +12,9 @@ Design
    condition. Samples whose ``done`` flag is set are skipped (finished samples are never recomputed,
    except a finished baseline whose ``Trace`` a pending condition needs, which is regenerated in
    memory and not rewritten).
-3. Pairing is checked, not assumed: the initial latents each generation draws are captured (a
-   temporary wrapper on ``pipe.prepare_latents``) and hashed; every condition that shares the
+3. Pairing is checked, not assumed: the initial latents each generation draws are captured (the
+   trace's ``latents_hook``, which the engine's session installs and removes with the site hooks:
+   ``interp.engine.session.LatentsProbe``) and hashed; every condition that shares the
    baseline's seed must have drawn the same latents as the baseline, or the sweep stops. The hash is
    stored per sample (``noise_sha``).
 4. Rank 0 creates the store from the layout of its first prompt's traces (``layout``); writes go
@@ -41,11 +42,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from interp import pipelines, tracer
+from interp import engine, pipelines, tracer
 from interp.adapters import adapter_for
-from interp.observe import site_requests
 from interp.plan import Plan, PlanError
-from interp.sites.intercept import check_backend
 from interp.sites.select import resolve_sites
 from interp.store.lock import StoreLocked, writer_lock
 from interp.store.safety import StoreError, check_location, differences, is_zarr_store
@@ -167,7 +166,6 @@ def prepare(cfg: SweepConfig, pipe: Any, probe: SampleSpec | None = None) -> Pre
     """
     adapter = adapter_for(pipe)
     sites = adapter.sites(pipe)
-    denoiser = adapter.denoiser(pipe)
     plans: dict[str, Plan] = {}
     for cond in cfg.conditions:
         plan = build_plan(cfg.plan_calls(cond))
@@ -178,9 +176,7 @@ def prepare(cfg: SweepConfig, pipe: Any, probe: SampleSpec | None = None) -> Pre
                 except PlanError as exc:
                     raise ConfigError(f"{plan_field(cfg, cond, i)}.{name}", str(exc)) from None
         try:
-            requests = site_requests(plan, sites, adapter)
-            for req in requests:
-                check_backend(req.site.path, denoiser.get_submodule(req.site.path))
+            engine.resolve_requests(plan, pipe, adapter)
         except (PlanError, ValueError, RuntimeError) as exc:
             raise ConfigError(plan_field(cfg, cond, None), str(exc)) from None
         plans[cond.name] = plan
@@ -223,27 +219,19 @@ def prepare(cfg: SweepConfig, pipe: Any, probe: SampleSpec | None = None) -> Pre
 def _check_edits(
     cfg: SweepConfig, pipe: Any, plans: Mapping[str, Plan], call_kwargs: Mapping[str, dict], probe: SampleSpec
 ) -> None:
-    """The tracing core's own pre-generation edit checks (heads, budgets vs the token layout)."""
-    try:
-        from interp.edits.validate import validate_edits
-    except ImportError:  # a tracing core without edits: nothing to check
-        return
+    """The engine's own pre-generation checks (heads, budgets vs the token layout) on the probe's call,
+    one edit at a time, so that an error names its plan entry."""
     adapter = adapter_for(pipe)
-    denoiser = adapter.denoiser(pipe)
-    sites = adapter.sites(pipe)
     for cond in cfg.conditions:
         plan = plans[cond.name]
-        if cond.uses_baseline or not getattr(plan, "edits", ()):
+        if cond.uses_baseline or not plan.edits:
             continue  # replay sources exist only once the baseline ran; checked at that trace
-        trace = tracer.Trace(
-            pipe, probe.prompt.text, seed=probe.seed, plan=plan, kernel=cfg.kernel, **call_kwargs[cond.name]
-        )
+        call = engine.CallSpec(probe.prompt.text, probe.seed, call_kwargs[cond.name])
         edits = {id(e) for e in plan.edits}
-        for i, item in enumerate(plan.items):  # one edit at a time, so the error names its plan entry
+        for i, item in enumerate(plan.items):
             if id(item) in edits:
-                one = Plan((item,))
                 try:
-                    validate_edits(one, site_requests(one, sites, adapter), denoiser, adapter, pipe, trace)
+                    engine.prepare(pipe, Plan((item,)), call, kernel=cfg.kernel, adapter=adapter)
                 except (PlanError, ValueError) as exc:
                     raise ConfigError(plan_field(cfg, cond, i), str(exc)) from None
 
@@ -262,30 +250,6 @@ def swapped_scheduler(pipe: Any, scheduler: Any | None) -> Iterator[None]:
         yield
     finally:
         pipe.scheduler = original
-
-
-@contextlib.contextmanager
-def captured_latents(pipe: Any) -> Iterator[dict[str, torch.Tensor]]:
-    """Capture the first latents ``pipe.prepare_latents`` returns during the block (instance wrapper)."""
-    box: dict[str, torch.Tensor] = {}
-    original = pipe.prepare_latents
-    had_own = "prepare_latents" in vars(pipe)  # an instance-level override to put back afterwards
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        out = original(*args, **kwargs)
-        lat = out[0] if isinstance(out, tuple) else out
-        if "latents" not in box and torch.is_tensor(lat):
-            box["latents"] = lat.detach().clone()
-        return out
-
-    object.__setattr__(pipe, "prepare_latents", wrapper)
-    try:
-        yield box
-    finally:
-        if had_own:
-            object.__setattr__(pipe, "prepare_latents", original)
-        else:
-            object.__delattr__(pipe, "prepare_latents")
 
 
 def latents_digest(latents: torch.Tensor | None) -> str:
@@ -327,7 +291,13 @@ def generate(
     kwargs = dict(prep.call_kwargs[cond.name])
     if embeds is not None:
         kwargs.update(embeds)
-    with swapped_scheduler(pipe, prep.schedulers.get(cond.name)), captured_latents(pipe) as box:
+    box: dict[str, torch.Tensor] = {}
+
+    def first_latents(latents: torch.Tensor) -> None:
+        if "latents" not in box:
+            box["latents"] = latents.detach().clone()
+
+    with swapped_scheduler(pipe, prep.schedulers.get(cond.name)):
         t0 = time.perf_counter()
         with tracer.trace(
             pipe,
@@ -337,6 +307,7 @@ def generate(
             tag=spec.prompt.tag,
             plan=plan,
             kernel=cfg.kernel,
+            latents_hook=first_latents,
             **kwargs,
         ) as t:
             pass

@@ -2,6 +2,8 @@
 
 Design
 ------
+The engine's third stage (``interp.engine``: prepare, session, observer; see docs/design.md, The
+trace lifecycle).
 ``site_requests`` merges the plan's records into one request per site (a statistic is declared once
 per plan, with one option set, so every stored variable has one meaning; declaring it twice is a
 ``PlanError``). At run time the ``Observer`` is the SDPA handler of every site: it runs the original
@@ -12,6 +14,11 @@ Results stay on the device in a ``TraceBuffer`` keyed by (variable, step, call, 
 trace ends; ``TraceBuffer.arrays`` then lays them out densely with NaN (or -1) where nothing was
 recorded. Token layouts are built lazily, once per (layout, branch), from the adapter, and checked
 against the key counts the site actually sees.
+
+Edits active at a call are applied by ``interp.edits.runtime.apply_edits``, which sees only a
+``SiteContext`` (``interp.edits.context``) the observer builds for that call and returns what it did
+(``EditResult``, with each edit's verification); the observer stores the verification. The per-trace
+caches (``KernelCache``, the candidate keys of edit selectors) are the session's, handed in.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -27,6 +35,7 @@ from torch import Tensor
 
 from interp.adapters.base import IMAGE, STREAMS, TEXT, Adapter, SiteInfo, TokenLayout
 from interp.clock import StepClock
+from interp.edits.context import SiteContext
 from interp.edits.runtime import EditResult, apply_edits
 from interp.edits.select import candidates_of
 from interp.edits.spec import Edit, in_window
@@ -135,10 +144,12 @@ class Observer:
         kernel: str = "auto",
         seed: int = 0,
         replay: dict[int, Any] | None = None,
+        kernel_cache: KernelCache | None = None,
+        candidates: dict[tuple, Tensor] | None = None,
     ) -> None:
         self.kernel = kernel
         self.seed = seed
-        self.replay = replay or {}
+        self.replay = replay or {}  # per edit index: its replay or patch source
         self.pipe = pipe
         self.adapter = adapter
         self.clock = clock
@@ -150,11 +161,13 @@ class Observer:
         self.layouts: dict[tuple[str, str], TokenLayout] = {}
         self._rows: dict[tuple[str, str, str], Tensor] = {}
         self._streams: dict[tuple[str, str], dict[str, Tensor]] = {}  # built once: no host sync per call
-        self._candidates: dict[tuple, Tensor] = {}  # edit selectors' candidate keys, built once likewise
+        # edit selectors' candidate keys, built once likewise (the session's cache when given)
+        self._candidates: dict[tuple, Tensor] = {} if candidates is None else candidates
         self.site_shapes: dict[str, tuple[int, int]] = {}
         self.map_index: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
         self.captured: dict[tuple[str, int, int], dict[str, Any]] = {}  # (site, step, call) -> v, out
-        self.kernel_cache = KernelCache()  # what the kernels learn once per shape, for this trace only
+        # what the kernels learn once per shape, for this trace only (the session's when given)
+        self.kernel_cache = KernelCache() if kernel_cache is None else kernel_cache
 
     # --- token layouts and query sets ----------------------------------------------------------
     def layout(self, name: str, branch: str, n_keys: int) -> TokenLayout:
@@ -241,6 +254,24 @@ class Observer:
             and (sc.calls is None or clock.call in sc.calls)
         )
 
+    def site_context(self, req: SiteRequest) -> SiteContext:
+        """What the edits of this call see: the site, the clock's position, sources and lookups."""
+        site = req.site
+        return SiteContext(
+            site=site,
+            site_index=req.index,
+            step=self.clock.step,
+            call=self.clock.call,
+            branches=tuple(self.clock.branches),
+            seed=self.seed,
+            kernel=self.kernel,
+            sources=self.replay,
+            kernel_cache=self.kernel_cache,
+            layout=self.layout,
+            query_rows=partial(self.query_rows, site),
+            candidates=self.candidate_mask,
+        )
+
     def on_sdpa(self, path: str, call: SDPACall) -> Tensor:
         req = self.requests[path]
         site = req.site
@@ -253,7 +284,11 @@ class Observer:
                 out, lse = self._forward(req, call)
                 self._records(req, call, out, None, views=("before", "after"), lse=lse)
                 return out
-            edited = apply_edits(self, req, call, active)
+            edited = apply_edits(self.site_context(req), call, active)
+            step, ccall, br = self.clock.step, self.clock.call, self.branch_index()
+            for verification in edited.verifications:
+                for var, value in verification.variables().items():
+                    self.buffer.add(var, step, ccall, req.index, br, value)
             if not edited.changed:
                 self._records(req, call, edited.output, None, views=("before", "after"))
                 return edited.output
