@@ -319,7 +319,8 @@ def report(res: dict) -> str:
         f"Sweep: H2 recipe, {res['config']['per_tag']} GenEval prompts per tag x 3 conditions, "
         f"{res['config']['steps']} steps, all layers observed.",
         "",
-        "| GPUs | launcher | samples | wall s | samples/s | efficiency | GPU util % | rank wall s (gen s, writer-blocked s) |",
+        "| GPUs | launcher | samples | wall s | samples/s | efficiency | GPU util % "
+        "| rank wall s (gen s, writer-blocked s) |",
         "|---:|---|---:|---:|---:|---:|---|---|",
     ]
     runs = list(res["runs"]) + ([res["accelerate"]] if "accelerate" in res else [])

@@ -134,6 +134,10 @@ class StepClock:
         call = self.adapter.read_call(args, kwargs)
         table = self._host(scheduler.timesteps, "timesteps")
         self.n_steps = len(table)
+        if self._start is not None and self._completed > 0 and self._restarted(scheduler):
+            # a new generation on the same installation (the nnsight interop keeps its sites across
+            # generations): diffusers' set_timesteps resets the scheduler's step index
+            self._start, self._completed, self.step, self.call = None, 0, -1, -1
         if self._start is None:
             self._start = self._initial_position(scheduler)
         step = self._start + self._completed
@@ -155,6 +159,12 @@ class StepClock:
         self.received_dtype = str(call.timestep_dtype or "")
         sigmas = self._host(getattr(scheduler, "sigmas", None), "sigmas")
         self.sigmas[step] = float(sigmas[step]) if sigmas is not None and len(sigmas) > step else float("nan")
+
+    @staticmethod
+    def _restarted(scheduler: Any) -> bool:
+        """Whether the scheduler was reset for a new generation after steps of this one had run: a
+        scheduler that keeps a step index sets it back to ``None`` in ``set_timesteps``."""
+        return hasattr(scheduler, "step_index") and getattr(scheduler, "step_index", 0) is None
 
     @staticmethod
     def _initial_position(scheduler: Any) -> int:

@@ -146,6 +146,7 @@ class Trace:
     # --- the run ---------------------------------------------------------------------------------
     def _run(self, prepared: Prepared) -> None:
         plan, pipe = prepared.plan, self.pipe
+        self.meaning = prepared.meaning
         kwargs = dict(self.pipeline_kwargs)
         if self.seed is not None:
             kwargs["generator"] = torch.Generator("cpu").manual_seed(int(self.seed))

@@ -317,7 +317,7 @@ def test_unsupported_pipeline_and_bad_store(tmp_path):
         tracer.trace(p, "a cat", store=f)
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "x.txt").write_text("x")
-    with pytest.raises(ValueError, match="not a Zarr v3 store"):
+    with pytest.raises(ValueError, match="is a folder that is not an interp store"):
         tracer.trace(p, "a cat", store=tmp_path / "dir")
 
 
