@@ -44,7 +44,21 @@ _LAZY = {
     "run_analyses": "interp.analysis.registry",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "ANALYSES",
+    "Analysis",
+    "AnalysisConfig",
+    "ConditionInfo",
+    "Context",
+    "Design",
+    "EditInfo",
+    "IncompleteStore",
+    "Outcome",
+    "Result",
+    "StoreLacks",
+    "resolve",
+    "run_analyses",
+]
 
 if TYPE_CHECKING:
     from interp.analysis.completeness import IncompleteStore

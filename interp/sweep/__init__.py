@@ -32,7 +32,22 @@ _LAZY = {
     "run": "interp.sweep.runner",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "PLAN_FUNCTIONS",
+    "ConfigError",
+    "Prompt",
+    "SweepConfig",
+    "SweepError",
+    "SweepResult",
+    "balanced_subset",
+    "from_jsonl",
+    "from_text",
+    "geneval",
+    "load_config",
+    "parse_config",
+    "register",
+    "run",
+]
 
 if TYPE_CHECKING:
     from interp.sweep.config import ConfigError, SweepConfig, load_config, parse_config

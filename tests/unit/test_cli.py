@@ -164,3 +164,13 @@ def test_help_takes_under_two_seconds():
         )
         best = min(best, time.perf_counter() - t0)
     assert best < 2.0, best
+
+
+def test_lazy_packages_export_every_listed_name():
+    import importlib
+
+    for name in ("interp", "interp.analysis", "interp.sweep", "interp.store"):
+        pkg = importlib.import_module(name)
+        assert set(pkg.__all__) == set(pkg._LAZY), name
+        for attr in pkg.__all__:
+            assert getattr(pkg, attr) is not None, (name, attr)
