@@ -89,7 +89,7 @@ def completeness(path: str | os.PathLike) -> Completeness:
     """Done/total per condition of the store at ``path`` (a store without ``done`` counts as all done)."""
     import zarr  # lazily: the CLI's start-up stays light
 
-    group = zarr.open_group(str(path), mode="r", use_consolidated=True)
+    group = zarr.open_group(str(path), mode="r", use_consolidated=False)  # two arrays: their own metadata
     if "done" in group:
         done = np.asarray(group["done"][:], dtype=bool)
     else:
@@ -108,6 +108,8 @@ def completeness(path: str | os.PathLike) -> Completeness:
 
 def require_complete(state: Completeness, *, partial: bool) -> None:
     """Refuse a store with no done sample; refuse one with pending samples unless ``partial``."""
+    if state.total == 0:
+        raise IncompleteStore(f"store {state.store} holds no samples; nothing to analyse")
     if state.done == 0:
         raise IncompleteStore(
             f"store {state.store} has no done sample yet (0 of {state.total}: {state.per_condition()}); "

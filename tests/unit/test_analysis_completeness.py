@@ -82,3 +82,10 @@ def test_a_complete_store_is_not_marked(tmp_path, capsys):
     assert f"{done.size} of {done.size} samples done, 0 pending" in capsys.readouterr().out
     assert (out / "table17_noop.md").read_text().startswith("## Table 17")
     assert "PARTIAL" not in (out / "index.md").read_text()
+
+
+def test_a_store_without_samples_is_refused(tmp_path, capsys):
+    path = tmp_path / "empty.zarr"
+    zarr.open_group(str(path), mode="w")
+    assert main([str(path), "--out", str(tmp_path / "out")]) == 2
+    assert f"store {path} holds no samples; nothing to analyse" in capsys.readouterr().err
