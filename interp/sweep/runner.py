@@ -6,7 +6,10 @@ Design
    the prompt set, then, with the pipeline loaded, every condition's plan against the model's sites,
    schedulers against the model's kind, call arguments against the pipeline's ``__call__``, and an
    existing store against this config (same results-determining fields and prompt list, or it is
-   refused, naming the fields that differ).
+   refused, naming the fields that differ: ``ConfigError``). The store's location comes first
+   (``interp.store.safety.check_location``: not under a file, not something interp did not write,
+   writable; ``StoreError``), then the launch lock (``interp.store.lock.writer_lock``: a second
+   sweep on the store stops at once with ``StoreLocked``; a killed holder's lock is released by the OS).
 2. Work is split by prompt across ranks (``distributed``); a prompt's samples (its seeds x conditions)
    run in one worker, baseline first, with the prompt's embeddings computed once and passed to every
    condition. Samples whose ``done`` flag is set are skipped (finished samples are never recomputed,
