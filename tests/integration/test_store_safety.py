@@ -123,19 +123,20 @@ def test_the_same_sample_again_is_refused_unless_allowed(pipe, store):
     assert [str(c) for c in ds.condition.values] == ["baseline", "baseline", "other"]
 
 
-def _read_only_dirs(tmp_path: Path) -> list[tuple[str, Path]]:
-    """Folders a store cannot be created in: a chmod 555 folder (not for root: root ignores permission
-    bits), and /sys, which refuses new folders even for root."""
-    out = []
-    ro = tmp_path / "read_only"
-    ro.mkdir()
-    ro.chmod(0o555)
-    if not os.access(ro, os.W_OK):
-        out.append(("chmod 555", ro))
-    sys_dir = Path("/sys")
-    if sys_dir.is_dir() and _cannot_create(sys_dir):
-        out.append(("/sys", sys_dir))
-    return out
+def _read_only_dir(kind: str, tmp_path: Path) -> Path:
+    """A folder a store cannot be created in, or skip: a chmod 555 folder (root ignores permission bits),
+    or /sys, which refuses new folders also for root (EPERM, or EROFS where it is mounted read-only)."""
+    if kind == "chmod 555":
+        folder = tmp_path / "read_only"
+        folder.mkdir()
+        folder.chmod(0o555)
+        if os.access(folder, os.W_OK):
+            pytest.skip("running as root: permission bits do not stop root (the /sys case covers root)")
+        return folder
+    folder = Path("/sys")
+    if not folder.is_dir() or not _cannot_create(folder):
+        pytest.skip("/sys accepts new folders on this machine")
+    return folder
 
 
 def _cannot_create(folder: Path) -> bool:
@@ -156,19 +157,28 @@ def _bad_locations(tmp_path: Path) -> list[tuple[str, Path, str]]:
         ("under a file", a_file / "s.zarr", "which is a file, not a folder"),
         ("plain Zarr group", plain, "a Zarr store that interp did not write"),
     ]
-    cases += [(name, d / "s.zarr", "is not writable") for name, d in _read_only_dirs(tmp_path)]
     return cases
 
 
+READ_ONLY = ["chmod 555", "/sys"]
+
+
 def test_trace_store_locations_are_checked_before_generation(pipe, tmp_path):
-    cases = _bad_locations(tmp_path)
-    assert any(name in ("chmod 555", "/sys") for name, _, _ in cases), "no read-only location on this machine"
-    for name, path, message in cases:
+    for name, path, message in _bad_locations(tmp_path):
         with denoiser_calls(pipe) as calls, pytest.raises(StoreError, match=message) as info:
             _trace(pipe, path)
         print(f"\n{name}: {info.value}")
         assert calls == []
     assert not (tmp_path / "plain.zarr" / "max_mass").exists()
+
+
+@pytest.mark.parametrize("kind", READ_ONLY)
+def test_a_read_only_location_is_refused_before_generation(pipe, tmp_path, kind):
+    path = _read_only_dir(kind, tmp_path) / "s.zarr"
+    with denoiser_calls(pipe) as calls, pytest.raises(StoreError, match="is not writable") as info:
+        _trace(pipe, path)
+    print(f"\n{kind}: {info.value}")
+    assert calls == []
 
 
 SMALL_SWEEP = """
@@ -212,6 +222,16 @@ def test_sweep_store_locations_are_one_line_errors_before_generation(tmp_path, s
         assert code == EXIT_USAGE and message in err, (name, err)
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
         assert not Path(str(path) + ".lock").exists()
+
+
+@pytest.mark.parametrize("kind", READ_ONLY)
+def test_a_read_only_sweep_location_is_one_line(tmp_path, sweep_config, capsys, kind):
+    path = _read_only_dir(kind, tmp_path) / "s.zarr"
+    code = main(["sweep", str(sweep_config), "--store", str(path), "--no-progress"])
+    err = capsys.readouterr().err
+    print(f"\n{kind}: {err.strip()}")
+    assert code == EXIT_USAGE and "is not writable" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
 def _hold_lock(store: Path) -> subprocess.Popen:
