@@ -6,7 +6,8 @@ at every layer and step, and the A1 condition, suppressing the top-1 key per hea
 block (``mask_topk(layer=0.5, k=1)``, eta = 0) with the same records. Both go into one Zarr store.
 The organism's exact scorer then checks every image, and the job prints the H1 summary (max mass per
 layer, the dominant key's identity), the measured mass the edit removed, and the paired difference
-in GenEval-style accuracy with a seeded bootstrap CI (``interp.stats``).
+in GenEval-style accuracy with the BCa bootstrap CI that ``interp analyze`` uses for the same pairs
+(``interp.stats.paired_difference_ci``; the method is printed with the interval).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ RECORDS = ("mass", "entropy", "mass_topk")
 def run_organism_demo(store: Path, n_per_tag: int = 4, steps: int | None = None, seed: int = 0) -> str:
     from interp import mask_topk, open_store, record, tracer
     from interp.organism import eval_prompts, load_organism, score
-    from interp.stats import paired_bootstrap_ci
     from interp.summary import summarize
 
     pipe = load_organism()
@@ -53,13 +53,21 @@ def run_organism_demo(store: Path, n_per_tag: int = 4, steps: int | None = None,
         f"A1 (mask_topk(layer=0.5, k=1), eta=0): removed incoming mass per head, measured: "
         f"{before:.4f} before -> {after:.4f} after (uniform = {1 / int(ds.site_keys.max()):.4f})",
     ]
-    diff = edit.correct.astype(float) - base.correct.astype(float)
-    ci = paired_bootstrap_ci(edit.correct.astype(float), base.correct.astype(float), method="percentile", seed=0)
-    lines.append(
-        f"accuracy (exact scorer): baseline {base.correct.mean():.3f}, A1 {edit.correct.mean():.3f}, "
-        f"paired difference {diff.mean():+.3f} [95% CI {ci.low:+.3f}, {ci.high:+.3f}] over {len(diff)} pairs"
-    )
+    lines.append(accuracy_line(edit.correct, base.correct, captions))
     for tag in dict.fromkeys(tags):
         sel = np.array([t == tag for t in tags])
         lines.append(f"  {tag:<14} baseline {base.correct[sel].mean():.2f}  A1 {edit.correct[sel].mean():.2f}")
     return "\n".join(lines)
+
+
+def accuracy_line(edited: np.ndarray, baseline: np.ndarray, captions: list[str]) -> str:
+    """The paired accuracy difference with its CI, by the method of ``interp analyze`` (Table 8):
+    ``interp.stats.paired_difference_ci``, so one set of pairs gets one interval wherever it is printed."""
+    from interp.stats import paired_difference_ci
+
+    e, b = np.asarray(edited, dtype=float), np.asarray(baseline, dtype=float)
+    ci = paired_difference_ci(e, b, prompts=captions)
+    return (
+        f"accuracy (exact scorer): baseline {b.mean():.3f}, A1 {e.mean():.3f}, paired difference "
+        f"{(e - b).mean():+.3f} [{ci.low:+.3f}, {ci.high:+.3f}] over {e.size} pairs, {ci.describe()}"
+    )

@@ -18,13 +18,31 @@ by traces or sweeps (and scored by ``interp score``) and writes markdown + CSV t
   :mod:`~interp.analysis.tables`, :mod:`~interp.analysis.style`;
 
 Statistics come from :mod:`interp.stats`; see ``docs/analyses.md`` for every table's definition.
+
+Names are imported on first use (PEP 562): ``interp analyze --help`` loads neither xarray nor
+matplotlib.
 """
 
-from interp.analysis.config import AnalysisConfig
-from interp.analysis.context import Context, Result
-from interp.analysis.design import ConditionInfo, Design, EditInfo
-from interp.analysis.errors import StoreLacks
-from interp.analysis.registry import ANALYSES, Analysis, Outcome, resolve, run_analyses
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "AnalysisConfig": "interp.analysis.config",
+    "Context": "interp.analysis.context",
+    "Result": "interp.analysis.context",
+    "ConditionInfo": "interp.analysis.design",
+    "Design": "interp.analysis.design",
+    "EditInfo": "interp.analysis.design",
+    "StoreLacks": "interp.analysis.errors",
+    "IncompleteStore": "interp.analysis.completeness",
+    "ANALYSES": "interp.analysis.registry",
+    "Analysis": "interp.analysis.registry",
+    "Outcome": "interp.analysis.registry",
+    "resolve": "interp.analysis.registry",
+    "run_analyses": "interp.analysis.registry",
+}
 
 __all__ = [
     "ANALYSES",
@@ -34,9 +52,30 @@ __all__ = [
     "Context",
     "Design",
     "EditInfo",
+    "IncompleteStore",
     "Outcome",
     "Result",
     "StoreLacks",
     "resolve",
     "run_analyses",
 ]
+
+if TYPE_CHECKING:
+    from interp.analysis.completeness import IncompleteStore
+    from interp.analysis.config import AnalysisConfig
+    from interp.analysis.context import Context, Result
+    from interp.analysis.design import ConditionInfo, Design, EditInfo
+    from interp.analysis.errors import StoreLacks
+    from interp.analysis.registry import ANALYSES, Analysis, Outcome, resolve, run_analyses
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'interp.analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # cached: later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -6,7 +6,9 @@ Design
 ``interp/cli.py``); :func:`script_main` gives each thin script in ``analyses/`` the same options for one
 analysis. Options map one-to-one onto :class:`~interp.analysis.config.AnalysisConfig`. Exit status: 0
 when everything asked for ran (skipped analyses of a full run are listed, not failures), 2 when an
-analysis asked for by name lacks inputs or the arguments are bad, 1 when an analysis failed otherwise.
+analysis asked for by name lacks inputs, the arguments are bad or the store is incomplete (pending
+samples without ``--partial``, or no done sample at all; ``interp.analysis.completeness``), 1 when an
+analysis failed otherwise. The first line printed is the store's done/pending count per condition.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from interp.analysis.config import DEFAULT_MARGINS, AnalysisConfig
 from interp.analysis.errors import StoreLacks
@@ -52,6 +55,11 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--identity-top", type=int, default=1, help="top keys counted as dominant for sink identity")
     p.add_argument("--n-qualitative", type=int, default=4, help="prompts per qualitative panel")
     p.add_argument("--pair-by", nargs="+", default=["prompt", "seed"], help="sample coordinates that pair conditions")
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="analyse the done samples of an incomplete store (tables and figures are marked PARTIAL)",
+    )
 
 
 def config_from(args: argparse.Namespace) -> AnalysisConfig:
@@ -91,11 +99,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not args.store:
         print("interp analyze: give a STORE (or --list)", file=sys.stderr)
         return 2
+    from interp.analysis.completeness import completeness
     from interp.analysis.registry import run_analyses
+    from interp.store.safety import is_zarr_store
 
     try:
         cfg = config_from(args)
-        outcomes = run_analyses(args.store, args.out, args.only, cfg)
+        if not is_zarr_store(args.store):
+            missing = "" if Path(args.store).exists() else " (it does not exist)"
+            raise FileNotFoundError(f"{args.store} is not a Zarr v3 store{missing}")
+        state = completeness(args.store)
+        print(state.report())
+        outcomes = run_analyses(args.store, args.out, args.only, cfg, partial=args.partial)
     except (StoreLacks, KeyError, ValueError, FileNotFoundError, argparse.ArgumentTypeError) as exc:
         print(f"interp analyze: {exc}", file=sys.stderr)
         return 2
@@ -109,6 +124,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         else:
             print(f"FAILED   {o.analysis.name:<16} {o.message}", file=sys.stderr)
             status = 1
+    if not state.complete:
+        print(f"PARTIAL: {state.pending} of {state.total} samples pending; every table and figure is marked PARTIAL")
     print(f"written to {args.out} (index.md lists every file)")
     return status
 

@@ -186,6 +186,26 @@ def baseline_samples(ds: xr.Dataset, baseline: str, *, analysis: str) -> xr.Data
     return ds.isel(sample=idx)
 
 
+def steps_run(ds: xr.Dataset) -> list[int]:
+    """The numbers of denoising steps the samples of ``ds`` ran (sorted, distinct).
+
+    A store's ``step`` axis is as long as its longest condition; a sample of a shorter one is padded
+    with missing values, so the axis length is not a sample's step count. Read from the per-sample
+    ``num_inference_steps`` coordinate (sweeps) or else the steps with a finite ``t_over_T``."""
+    if "num_inference_steps" in ds.variables and ds["num_inference_steps"].dims == ("sample",):
+        return sorted({int(v) for v in np.asarray(ds["num_inference_steps"].values).ravel()})
+    if "t_over_T" in ds.variables:
+        t = np.asarray(ds["t_over_T"].values, dtype=np.float64)
+        counts = np.isfinite(t).sum(axis=-1)
+        return sorted({int(c) for c in np.atleast_1d(counts).ravel()})
+    return [int(ds.sizes.get("step", 0))]
+
+
+def steps_text(steps: Sequence[int]) -> str:
+    """``4 steps`` or ``4 or 8 steps`` (samples with different step counts)."""
+    return f"{' or '.join(str(s) for s in steps)} step{'' if list(steps) == [1] else 's'}"
+
+
 def site_paths(ds: xr.Dataset) -> list[str]:
     return [str(s) for s in ds["site"].values]
 

@@ -113,7 +113,7 @@ def effect_from_values(
         return _nan_effect(metric, condition, reference, "difference", int(ok.sum()))
     e, b, cl = edited[ok], base[ok], None if clusters is None else clusters[ok]
     d = e - b
-    ci = stats.paired_bootstrap_ci(e, b, clusters=cl, **cfg.boot)
+    ci = stats.paired_difference_ci(e, b, prompts=cl, **cfg.boot)  # the demo's method too
     t = stats.paired_ttest(e, b, clusters=cl)
     pw = NAN  # undefined when every difference is 0 (a bit-identical no-op)
     if np.any(d != 0):
@@ -231,8 +231,10 @@ def floor_note(ctx: Context, floor_name: str | None) -> str:
 def stats_note(ctx: Context) -> str:
     c = ctx.cfg
     return (
-        f"Δ = condition - reference, paired by {'+'.join(c.pair_by)}; {int(c.level * 100)}% {c.ci_method} bootstrap CI "
-        f"({c.n_resamples} resamples, seed {c.seed}; prompts resampled when a prompt has several seeds); "
+        f"Δ = condition - reference, paired by {'+'.join(c.pair_by)}; {int(c.level * 100)}% "
+        f"{'BCa' if c.ci_method == 'bca' else c.ci_method} bootstrap CI of the mean difference "
+        f"(interp.stats.paired_difference_ci, as `interp demo`; {c.n_resamples} resamples, seed {c.seed}; "
+        "prompts resampled when a prompt has several seeds); "
         f"p: paired t-test, adjusted ({c.adjust}) over every test of this table."
     )
 

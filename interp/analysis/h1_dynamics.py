@@ -27,7 +27,7 @@ import xarray as xr
 from interp import stats
 from interp.analysis import style
 from interp.analysis.context import Context, Result
-from interp.analysis.data import baseline_samples, require_variables, site_label, strings
+from interp.analysis.data import baseline_samples, require_variables, site_label, steps_run, steps_text, strings
 from interp.analysis.errors import StoreLacks
 from interp.analysis.tables import Column, Table, ci_cell
 
@@ -144,7 +144,8 @@ def run(ctx: Context) -> Result:
             )
     queries = ds["max_mass"].attrs.get("queries", "used")
     notes = [
-        f"{ds.sizes['sample']} baseline sample(s) ({np.unique(prompts).size} prompt(s)), {ds.sizes['step']} steps; "
+        f"{ds.sizes['sample']} baseline sample(s) ({np.unique(prompts).size} prompt(s)), "
+        f"{steps_text(steps_run(ds))} (condition {ctx.cfg.baseline!r}); "
         "per sample: mean over heads, CFG branches, calls and steps; "
         f"{int(ctx.cfg.level * 100)}% {ctx.cfg.ci_method} bootstrap CI over prompts ({ctx.cfg.n_resamples} resamples).",
         f"Incoming mass over the {queries!r} query set; MaxMass x N is MaxMass as a multiple of the uniform mass 1/N; "
@@ -202,6 +203,9 @@ def run(ctx: Context) -> Result:
     for i, key in enumerate(panels):
         flat[i].set_title(f"({titles[i]}) {series[key][1]}", loc="left")
     style.layer_legend(fig, list(flat[: len(panels)]), [site_label(ds, s) for s in recorded], blocks, recorded)
-    fig.suptitle(f"Figure 2: attention dynamics over denoising (baseline, n={ds.sizes['sample']})")
+    fig.suptitle(
+        f"Figure 2: attention dynamics over denoising ({ctx.cfg.baseline}, n={ds.sizes['sample']}, "
+        f"{steps_text(steps_run(ds))})"
+    )
     res.files.append(style.save(fig, ctx.out / "figure02_h1_dynamics.png"))
     return res

@@ -8,6 +8,9 @@ runs several on one store with one :class:`~interp.analysis.context.Context` (sh
 analysis whose inputs the store lacks raises ``StoreLacks``: when all analyses run, that one is
 *skipped* with the message (a store of an observation sweep has no edits); when it was asked for by
 name, the caller gets the error.
+
+A store given by path is first checked for completeness (``interp.analysis.completeness``): pending
+samples refuse the run unless ``partial=True``, which marks every table and figure PARTIAL.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from interp.analysis import (
     tags,
     verification,
 )
+from interp.analysis.completeness import Completeness, completeness, mark_figure, mark_table, require_complete
 from interp.analysis.config import AnalysisConfig
 from interp.analysis.context import Context, Result
 from interp.analysis.data import load
@@ -239,14 +243,19 @@ def run_analyses(
     cfg: AnalysisConfig | None = None,
     *,
     raise_errors: bool = False,
+    partial: bool = False,
 ) -> list[Outcome]:
     """Run analyses (all, or ``names``) on one store, writing into ``out``.
 
     With ``names`` given, a missing input raises ``StoreLacks``; with all analyses, it is recorded as
-    skipped. Other exceptions are recorded as errors (or raised with ``raise_errors``).
+    skipped. Other exceptions are recorded as errors (or raised with ``raise_errors``). A store path
+    with pending samples raises ``IncompleteStore`` unless ``partial`` (then outputs are marked PARTIAL).
     """
-    ds = load(store)
     chosen = list(dict.fromkeys(resolve(n) for n in names)) if names else list(ANALYSES)
+    state = None if isinstance(store, xr.Dataset) else completeness(store)
+    if state is not None:
+        require_complete(state, partial=partial)
+    ds = load(store)
     ctx = Context(ds, cfg or AnalysisConfig(), Path(out))
     ctx.out.mkdir(parents=True, exist_ok=True)
     outcomes = []
@@ -254,6 +263,8 @@ def run_analyses(
         t0 = time.perf_counter()
         try:
             res = a.fn(ctx)
+            if state is not None and not state.complete:
+                _mark_partial(res, state, ctx.out)
             outcomes.append(Outcome(a, "ok", "", res, time.perf_counter() - t0))
         except StoreLacks as exc:
             exc = exc.for_analysis(a.name)
@@ -265,13 +276,24 @@ def run_analyses(
                 raise
             msg = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
             outcomes.append(Outcome(a, "error", msg, None, time.perf_counter() - t0))
-    write_index(ctx, outcomes)
+    write_index(ctx, outcomes, state)
     return outcomes
 
 
-def write_index(ctx: Context, outcomes: list[Outcome]) -> Path:
-    """``OUT/index.md``: what ran, what it wrote, what was skipped and why."""
+def _mark_partial(res: Result, state: Completeness, out: Path) -> None:
+    """Every table and figure of ``res`` says that it uses a partial store."""
+    for table in res.tables:
+        mark_table(table, state, out)
+    for path in res.files:
+        if path.suffix == ".png" and path.exists():
+            mark_figure(path, state)
+
+
+def write_index(ctx: Context, outcomes: list[Outcome], state: Completeness | None = None) -> Path:
+    """``OUT/index.md``: what ran, what it wrote, what was skipped and why (and whether the store was partial)."""
     lines = ["# interp analyze", ""]
+    if state is not None and not state.complete:
+        lines += [f"**{state.partial_note()}.**", ""]
     if ctx.ds.attrs.get("synthetic") == "true":
         lines += ["**SYNTHETIC store (test fixture): these numbers are not results.**", ""]
     lines += [f"- store: {ctx.ds.attrs.get('sweep_name', '')} {ctx.ds.attrs.get('model_id', '')}".rstrip(), ""]

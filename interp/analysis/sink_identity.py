@@ -34,7 +34,7 @@ import xarray as xr
 
 from interp.analysis import style
 from interp.analysis.context import Context, Result
-from interp.analysis.data import baseline_samples, site_label, strings
+from interp.analysis.data import baseline_samples, site_label, steps_run, steps_text, strings
 from interp.analysis.errors import StoreLacks
 from interp.analysis.tables import Column, Table, num
 
@@ -170,8 +170,7 @@ def run(ctx: Context) -> Result:
     top = ctx.cfg.identity_top
     kc = key_classes(ds, analysis=NAME)
     sites = [str(s) for s in ds["site"].values]
-    t = np.asarray(ds["t_over_T"].values, dtype=np.float64)
-    t = t[0] if t.ndim == 2 else t
+    t, ran = _schedule(ds)
     n_cls = len(kc.classes)
     rows: list[dict[str, Any]] = []
     step_rows: list[dict[str, Any]] = []
@@ -219,13 +218,13 @@ def run(ctx: Context) -> Result:
             stable_steps=float(across_steps), stable_heads=float(across_heads), stable_prompts=float(across_prompts)
         )
         rows.append(row)
-        for st in range(keys.shape[1]):
+        for st in np.flatnonzero(ran):
             for name, s in zip(kc.classes, per_step[st], strict=True):
                 step_rows.append(
                     {
                         "layer": row["layer"],
                         "site": site,
-                        "step": st,
+                        "step": int(st),
                         "t_over_T": float(t[st]),
                         "class": name,
                         "share": float(s),
@@ -250,7 +249,8 @@ def run(ctx: Context) -> Result:
     ]
     dom = "argmax key" if top == 1 else f"top-{top} keys"
     notes = [
-        f"Dominant keys: each head's {dom} by incoming mass, baseline samples (n={ds.sizes['sample']}); shares over "
+        f"Dominant keys: each head's {dom} by incoming mass, baseline samples (n={ds.sizes['sample']}, "
+        f"{steps_text(steps_run(ds))}); shares over "
         "samples x steps x calls x branches x heads. Classes: image patches; text by encoder (CLIP = CLIP-L/G, T5) and "
         "role (BOS, EOS = the first end-of-text token, pad = later padding, content).",
         "Stability of the argmax key: across steps = same key at consecutive steps; across heads = share of heads "
@@ -265,8 +265,20 @@ def run(ctx: Context) -> Result:
     ctx.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(ctx.out / "sink_identity_steps.csv", index=False)
     res.files.append(ctx.out / "sink_identity_steps.csv")
-    res.files.append(_figure(ctx, ds, kc, used_sites, rows, np.stack(share_grid), t, present, image_counts, dom))
+    grid = np.stack(share_grid)[:, ran]  # steps no baseline sample ran (a longer condition's) are left out
+    res.files.append(_figure(ctx, ds, kc, used_sites, rows, grid, t[ran], present, image_counts, dom))
     return res
+
+
+def _schedule(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """t/T per step of the store's step axis and whether any sample of ``ds`` ran that step.
+
+    The axis is as long as the store's longest condition; a shorter condition's samples are padded
+    with NaN there, which must not reach a table row or a tick label."""
+    t = np.atleast_2d(np.asarray(ds["t_over_T"].values, dtype=np.float64))
+    ran = np.isfinite(t).any(axis=0)
+    first = np.argmax(np.isfinite(t), axis=0)  # per step, a sample that ran it
+    return t[first, np.arange(t.shape[1])], ran
 
 
 def _figure(ctx, ds, kc, sites, rows, grid, t, present, image_counts, dom):
@@ -345,7 +357,9 @@ def _figure(ctx, ds, kc, sites, rows, grid, t, present, image_counts, dom):
         frameon=False,
         title="token class (a, b)  ·  stability (c)",
     )
-    fig.suptitle(f"Token identity of sinks ({dom}, baseline, n={ds.sizes['sample']})")
+    fig.suptitle(
+        f"Token identity of sinks ({dom}, {ctx.cfg.baseline}, n={ds.sizes['sample']}, {steps_text(steps_run(ds))})"
+    )
     return style.save(fig, ctx.out / "figure_sink_identity.png")
 
 

@@ -136,7 +136,8 @@ def _missing_message(spec: WeightFile, settings: MetricSettings, looked: list[Pa
             searched.append("no torch hub home was searched (settings key torch_home is unset)")
     extra = "".join(f"\n  ({s})" for s in searched)
     return (
-        f"Missing weight {what} (settings key '{spec.key}').\n"
+        f"Missing weight {what} (settings key '{spec.key}'), expected at {settings.weights_dir / spec.relpath}; "
+        "give the weights folder with --weights-dir or $INTERP_WEIGHTS_DIR (nothing is downloaded; docs/metrics.md).\n"
         f"Expected location: {settings.weights_dir / spec.relpath} "
         f"(under settings key 'weights_dir', default $INTERP_WEIGHTS_DIR), or set '{spec.key}' "
         f"to its path.\nLooked at:\n{places}{extra}\n"

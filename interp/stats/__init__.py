@@ -6,7 +6,8 @@ seed. The package reduces such data to per-unit differences ``edited - baseline`
 * differences and effects: :func:`paired_differences`, :func:`mean_difference` (t CI),
   :func:`effect_size` (Cohen's d_z, Hedges' g_z);
 * seeded bootstrap CIs, percentile and BCa: :func:`bootstrap_ci`, :func:`paired_bootstrap_ci`
-  (``scipy.stats.bootstrap``), :func:`cluster_bootstrap_ci` (resample prompts with all their
+  (``scipy.stats.bootstrap``), :func:`paired_difference_ci` (the one method for every printed paired
+  difference: the demo and the analyses' tables), :func:`cluster_bootstrap_ci` (resample prompts with all their
   seeds; hand-written, scipy cannot);
 * tests: :func:`one_sample_ttest`, :func:`paired_ttest`, :func:`wilcoxon_signed_rank`;
   equivalence :func:`tost_paired` against a stated margin; :func:`difference_of_differences`
@@ -25,7 +26,7 @@ means and bootstrap CIs resample prompts. Inputs may be numpy arrays, lists, or 
 DataArrays (converted with ``numpy.asarray``; align them first, e.g. with ``xarray.align``).
 """
 
-from interp.stats.bootstrap import bootstrap_ci, paired_bootstrap_ci
+from interp.stats.bootstrap import bootstrap_ci, paired_bootstrap_ci, paired_difference_ci
 from interp.stats.clustered import cluster_bootstrap_ci, cluster_means, cluster_resample_indices
 from interp.stats.contrast import ContrastResult, difference_of_differences
 from interp.stats.coverage import CoverageResult, simulate_coverage
@@ -66,6 +67,7 @@ __all__ = [
     "mean_difference",
     "one_sample_ttest",
     "paired_bootstrap_ci",
+    "paired_difference_ci",
     "paired_differences",
     "paired_ttest",
     "paired_units",

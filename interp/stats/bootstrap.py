@@ -12,6 +12,12 @@ function of ``d`` alone (a ratio of means, say) goes through ``scipy.stats.boots
 paired=True)``. When a prompt has several seeds, pass ``clusters`` to resample prompts instead
 (:mod:`interp.stats.clustered`, hand-written because scipy cannot).
 
+One method for every paired accuracy or score difference the project prints: :func:`paired_difference_ci`
+(BCa, 9999 resamples, seed 0 unless told otherwise; prompt-clustered when a prompt has several seeds)
+is what ``interp demo`` and the analyses' effect tables (Table 8 and the others) both call, so one
+set of pairs gets one interval wherever it is shown, printed with its method
+(:meth:`~interp.stats.results.BootstrapCI.describe`).
+
 Constant data (e.g. a no-op edit whose differences are all exactly 0) give the degenerate interval
 ``[c, c]`` for both methods: the bootstrap distribution is a point mass.
 """
@@ -181,3 +187,27 @@ def paired_bootstrap_ci(
     else:
         raise ValueError(f"statistic must be 'mean_difference' or a callable, got {statistic!r}")
     return BootstrapCI(est, low, high, level, method, int(e.size), int(n_resamples), int(seed), None, se)
+
+
+def paired_difference_ci(
+    edited: object,
+    baseline: object,
+    *,
+    prompts: object | None = None,
+    method: str = "bca",
+    level: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> BootstrapCI:
+    """The CI of the mean paired difference ``edited - baseline`` used everywhere a paired effect is printed.
+
+    ``prompts``: the prompt of each pair; when a prompt occurs more than once (several seeds), prompts
+    are resampled with all their seeds (:func:`cluster_bootstrap_ci`), else pairs are resampled.
+    Defaults: BCa, 9999 resamples, seed 0 (``interp analyze``'s defaults)."""
+    clusters = None
+    if prompts is not None:
+        labels = np.asarray(prompts)
+        clusters = labels if np.unique(labels).size < labels.size else None
+    return paired_bootstrap_ci(
+        edited, baseline, clusters=clusters, method=method, level=level, n_resamples=n_resamples, seed=seed
+    )

@@ -45,6 +45,15 @@ class BootstrapCI:
         """Whether ``low <= value <= high``."""
         return self.low <= value <= self.high
 
+    def describe(self) -> str:
+        """The method in words, for printing next to the interval: ``95% BCa bootstrap CI (9999 resamples,
+        seed 0)``, with ``prompt-clustered`` when prompts were resampled."""
+        method = "BCa" if self.method == "bca" else self.method
+        clustered = f", prompt-clustered over {self.n_clusters} prompts" if self.n_clusters is not None else ""
+        return (
+            f"{self.level * 100:g}% {method} bootstrap CI ({self.n_resamples} resamples, seed {self.seed}{clustered})"
+        )
+
 
 @dataclass(frozen=True)
 class TestResult:

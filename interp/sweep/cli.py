@@ -2,7 +2,8 @@
 
 ``add_sweep_command(subparsers)`` registers the subcommand on the ``interp`` parser;
 ``run_sweep_command(args)`` runs it and returns the exit status (2 for a bad config, with the
-offending field in the message; nothing is generated then). ``--check`` validates the config, the
+offending field in the message, or a store location that cannot hold the store; 3 when another
+sweep is writing the store; nothing is generated then; docs/cli.md). ``--check`` validates the config, the
 prompt set and (loading the model) the plans, and prints the sample count without generating.
 Under ``torchrun`` / ``accelerate launch`` every rank runs the same command.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from interp.store.lock import StoreLocked
+from interp.store.safety import StoreError
 from interp.sweep.config import ConfigError, load_config
 
 
@@ -45,6 +48,12 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"interp sweep: bad config {args.config}: {exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:  # the store's location or type: before any generation
+        print(f"interp sweep: {exc}", file=sys.stderr)
+        return 2
+    except StoreLocked as exc:  # another sweep holds the store: refused at once
+        print(f"interp sweep: {exc}", file=sys.stderr)
+        return 3
     return 0
 
 

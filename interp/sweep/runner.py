@@ -6,7 +6,10 @@ Design
    the prompt set, then, with the pipeline loaded, every condition's plan against the model's sites,
    schedulers against the model's kind, call arguments against the pipeline's ``__call__``, and an
    existing store against this config (same results-determining fields and prompt list, or it is
-   refused, naming the fields that differ).
+   refused, naming the fields that differ: ``ConfigError``). The store's location comes first
+   (``interp.store.safety.check_location``: not under a file, not something interp did not write,
+   writable; ``StoreError``), then the launch lock (``interp.store.lock.writer_lock``: a second
+   sweep on the store stops at once with ``StoreLocked``; a killed holder's lock is released by the OS).
 2. Work is split by prompt across ranks (``distributed``); a prompt's samples (its seeds x conditions)
    run in one worker, baseline first, with the prompt's embeddings computed once and passed to every
    condition. Samples whose ``done`` flag is set are skipped (finished samples are never recomputed,
@@ -47,7 +50,7 @@ from interp.adapters import adapter_for
 from interp.plan import Plan, PlanError
 from interp.sites.select import resolve_sites
 from interp.store.lock import StoreLocked, writer_lock
-from interp.store.safety import StoreError, check_location, differences, is_zarr_store
+from interp.store.safety import check_location, differences, is_zarr_store
 from interp.store.zarr_io import append_trace
 from interp.sweep import distributed, embeddings
 from interp.sweep.config import Condition, ConfigError, SweepConfig, identity_hash, load_config, plan_field
@@ -407,11 +410,9 @@ def run(
 
 
 def _check_store(path: Path, identity: Mapping[str, Any]) -> None:
-    """Location (not under a file, writable), type (a sweep store) and config of the store, or ConfigError."""
-    try:
-        check_location(path, kind="sweep")
-    except StoreError as exc:
-        raise ConfigError("store", str(exc)) from None
+    """Location (not under a file, writable) and type (a sweep store) of the store, or StoreError; its config,
+    or ConfigError."""
+    check_location(path, kind="sweep")
     if is_zarr_store(path):
         check_existing_store(path, identity)
 
@@ -433,7 +434,7 @@ def _launch_lock(path: Path, cfg: SweepConfig, info: distributed.DistInfo) -> It
             torch.distributed.broadcast_object_list(box, src=0)
             refusal = box[0]
         if refusal is not None:
-            raise SweepError(refusal)
+            raise StoreLocked(refusal)  # every rank: `interp sweep` exits with EXIT_BUSY (3) and this one line
         yield
 
 

@@ -138,3 +138,39 @@ def test_missing_inputs_are_named(store, tmp_path):
         h1_dynamics.run(Context(store, AnalysisConfig(baseline="unedited"), tmp_path))
     with pytest.raises(StoreLacks, match="variable .argmax_key.*record"):
         sink_identity.run(Context(store.drop_vars(["topk_keys", "argmax_key"]), CFG, tmp_path))
+
+
+@pytest.fixture(scope="module")
+def two_schedules(tmp_path_factory):
+    """A store whose baseline ran 2 steps next to a condition that ran 4 (written first: the step axis has 4)."""
+    path = tmp_path_factory.mktemp("h1_steps") / "obs.zarr"
+    pipe = interp.pipelines.tiny("sd3")
+    kw = interp.pipelines.tiny_call_kwargs("sd3")
+    for condition, steps in (("long", 4), ("baseline", 2)):
+        with tracer.trace(
+            pipe, "a photo of a cat", seed=0, store=path, condition=condition, **{**kw, "num_inference_steps": steps}
+        ):
+            record("mass", "entropy", "query_topk", layers=[0, 1], top=4)
+    return interp.open_store(path).load()
+
+
+def test_outputs_state_the_steps_the_baseline_ran_and_no_padded_step(two_schedules, tmp_path, monkeypatch):
+    assert two_schedules.sizes["step"] == 4
+    res = h1_dynamics.run(Context(two_schedules, CFG, tmp_path))
+    note = res.tables[0].notes[0]
+    assert "2 steps (condition 'baseline')" in note and "4 steps" not in note
+    figures = []
+    save = sink_identity.style.save
+
+    def keep(fig, path):
+        figures.append(fig)
+        return save(fig, path)
+
+    monkeypatch.setattr(sink_identity.style, "save", keep)
+    res = sink_identity.run(Context(two_schedules, CFG, tmp_path))
+    assert "2 steps" in res.tables[0].notes[0]
+    ticks = [t.get_text() for t in figures[0].axes[1].get_xticklabels()]
+    assert ticks and "nan" not in " ".join(ticks), ticks
+    assert ticks[-1] == "1.00"  # t/T of the baseline's last step
+    steps = __import__("pandas").read_csv(tmp_path / "sink_identity_steps.csv")
+    assert set(steps["step"]) == {0, 1} and np.isfinite(steps["t_over_T"]).all()
