@@ -21,9 +21,11 @@ Consolidated metadata is passed explicitly on every write and open (docs/design.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,17 @@ from interp.store.meaning import CONDITIONS_ATTR, check_trace_fits, identity_att
 from interp.store.safety import StoreError, check_location, is_zarr_store
 from interp.store.schema import STATIC_COORDS, strings
 
-warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
+_CONSOLIDATED_NOTE = "Consolidated metadata is currently not part"
+
+
+@contextlib.contextmanager
+def _consolidated_quietly() -> Iterator[None]:
+    """Silence zarr's note that consolidated metadata is not in the v3 spec, only around interp's own
+    calls (interp stores are consolidated on purpose: one read opens them); the filter is restored on
+    exit, never installed for the whole process."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_CONSOLIDATED_NOTE, category=UserWarning)
+        yield
 
 
 @dataclass(frozen=True)
@@ -137,7 +149,7 @@ def append_trace(
     """
     p = check_store_path(path)
     new = _with_sample(ds, sample_coords)
-    with append_lock(p):
+    with append_lock(p), _consolidated_quietly():
         if meaning is not None:
             check_trace_fits(
                 p,
@@ -174,7 +186,8 @@ def open_store(path: str | os.PathLike, *, done_only: bool = True, chunks: dict 
     p = Path(path)
     if not is_zarr_store(p):
         raise StoreError(f"{p} is not a Zarr v3 store" + ("" if p.exists() else " (it does not exist)"))
-    ds = xr.open_zarr(p, consolidated=True, chunks=chunks if chunks is not None else {"sample": 64})
+    with _consolidated_quietly():
+        ds = xr.open_zarr(p, consolidated=True, chunks=chunks if chunks is not None else {"sample": 64})
     if done_only and "done" in ds:
         ds = ds.isel(sample=np.flatnonzero(ds["done"].values))
     return ds
