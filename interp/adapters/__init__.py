@@ -15,8 +15,10 @@ from interp.adapters.organism import OrganismAdapter
 from interp.adapters.pixart import PixArtAdapter
 from interp.adapters.sd3 import SD3Adapter
 from interp.adapters.sdxl import SDXLAdapter
+from interp.adapters.wan import WanAdapter
 
 ADAPTERS: list[type[Adapter]] = [SD3Adapter, SDXLAdapter, FluxAdapter, PixArtAdapter, OrganismAdapter]
+ADAPTERS += [WanAdapter]  # video families
 
 
 class UnsupportedPipeline(TypeError):
