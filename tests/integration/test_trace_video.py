@@ -393,3 +393,13 @@ def test_demo_on_a_video_model(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "1 samples" in out and "4 sites" in out
     assert interp.open_store(store).sizes["sample"] == 1
+
+
+def test_image_stores_keep_their_schema(tmp_path):
+    """Only video layouts have frames: an image family's trace writes no key_image_frame coordinate."""
+    pipe = interp.pipelines.tiny("sd3")
+    kw = {**interp.pipelines.tiny_call_kwargs("sd3"), "num_inference_steps": 1, "height": 32, "width": 32}
+    with tracer.trace(pipe, PROMPT, store=tmp_path / "img.zarr", **kw) as t:
+        record("mass", layers=0)
+    assert "key_image_frame" not in t.stats.variables
+    assert "key_image_frame" not in interp.open_store(tmp_path / "img.zarr").variables
