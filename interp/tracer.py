@@ -55,7 +55,9 @@ def _image_array(image: Any) -> np.ndarray | None:
     list of frames or a (F, C, H, W) / (F, H, W, C) array), its first frame."""
     if isinstance(image, (list, tuple)):
         return _image_array(image[0]) if len(image) else None
-    if hasattr(image, "ndim") and image.ndim == 4:
+    if hasattr(image, "ndim") and image.ndim == 4:  # a video's frames, else not an image (a video latent)
+        if image.shape[1] not in (1, 3) and image.shape[-1] not in (1, 3):
+            return None
         image = image[0]
     if hasattr(image, "convert"):
         return np.asarray(image.convert("RGB"), dtype=np.uint8)

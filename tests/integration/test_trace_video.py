@@ -325,6 +325,7 @@ def test_video_store_keeps_frames_and_the_analyses_run(video_store, tmp_path):
 
     ds = video_store
     assert ds.sizes["sample"] == 2 and "key_image_frame" in ds.variables
+    assert ds.image.shape == (2, 64, 64, 3) and ds.image.std() > 0  # each video's first frame
     frames = ds.key_image_frame.sel(layout="video").values
     assert set(np.unique(frames[frames >= 0])) == {0, 1, 2}
     cfg = AnalysisConfig(n_resamples=99)
