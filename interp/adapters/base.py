@@ -207,6 +207,7 @@ class Adapter:
     prompt_embeds: tuple[str | None, ...] | None = None
     tiny_module: str | None = None
     tiny_variants: tuple[str, ...] = ()
+    cfg_calls: bool = False  # CFG runs each branch as its own denoiser call (Wan), not as one [uncond, cond] batch
 
     @classmethod
     def matches(cls, pipe: Any) -> bool:

@@ -70,6 +70,7 @@ class WanAdapter(Adapter):
     prompt_embeds = ("prompt_embeds", "negative_prompt_embeds")
     tiny_module = "wan"
     tiny_variants = ("wan",)
+    cfg_calls = True
 
     def sites(self, pipe: Any) -> list[SiteInfo]:
         if getattr(pipe, "transformer_2", None) is not None:

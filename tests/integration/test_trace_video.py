@@ -303,6 +303,10 @@ def test_video_maps_per_frame_and_size_guard(pipes, tmp_path):
     per_frame = amap[0].reshape(-1, f, r, c)  # (query, frame, row, col): keys are frame-major
     for fr in range(f):
         np.testing.assert_array_equal(per_frame[:, fr].reshape(-1, r * c), amap[0][:, frames == fr])
+    # the guard counts Wan's CFG as 2 calls x 2 branches (the store's layout): 1 step, 1 head, 48 x 48 video
+    # keys and queries, fp32 = 36 KiB, over a 30 KiB budget (counting 1 call would find 18 KiB)
+    with pytest.raises(PlanError, match="over the budget"), tracer.trace(pipe, PROMPT, **kw):
+        record("maps", layers=0, steps=[1], heads=[1], max_mb=30 / 1024)
     big = kwargs_for("wan", num_frames=81, height=480, width=832)  # refused before generation
     with pytest.raises(PlanError, match="maps"), tracer.trace(pipe, PROMPT, **big):
         record("maps", layers="all", max_mb=1)
