@@ -42,6 +42,7 @@ scheduler replaces or rewrites them (``set_timesteps`` on a swapped scheduler).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,10 @@ class _SchedulerStepWrapper:
         self._previous = vars(scheduler).get("step")
         original = scheduler.step
 
+        # wraps: pipelines read the step's signature (``prepare_extra_step_kwargs`` passes ``eta`` and
+        # ``generator`` only where ``step`` takes them); a bare (*args, **kwargs) would drop the generator
+        # and change what a stochastic scheduler draws (CogVideoX 1.5's DPM scheduler).
+        @functools.wraps(original)
         def step(*args: Any, **kwargs: Any) -> Any:
             out = original(*args, **kwargs)
             on_step()

@@ -2,8 +2,9 @@
 
 The size of a ``maps`` record is steps x calls x sites x branches x heads x query rows x keys x 4
 bytes (float32). Steps come from the record (``steps=``) or the call (``num_inference_steps``, else
-the pipeline's default of 28), calls are 2 with skip-layer guidance and 1 otherwise, branches 2 under
-CFG (guidance_scale > 1). Query and key counts come from the adapter's predicted token layout; where
+the pipeline's default of 28), calls are 2 with skip-layer guidance, true CFG, or CFG of a family that
+runs each branch as its own call (``Adapter.cfg_calls``: Wan), and 1 otherwise, branches 2 under CFG
+(guidance_scale > 1). Query and key counts come from the adapter's predicted token layout; where
 it cannot predict one, the guard assumes the largest layout seen at the site's first call instead.
 """
 
@@ -38,7 +39,8 @@ def map_bytes(
     out: dict[int, tuple[int, float]] = {}
     n_steps = int(kwargs.get("num_inference_steps", _default(pipe, "num_inference_steps", 28)))
     guidance = float(kwargs.get("guidance_scale", _default(pipe, "guidance_scale", 1.0)) or 1.0)
-    calls = 2 if kwargs.get("skip_guidance_layers") or kwargs.get("true_cfg_scale", 1.0) > 1 else 1
+    cfg_calls = bool(getattr(adapter, "cfg_calls", False)) and guidance > 1  # Wan: one call per CFG branch
+    calls = 2 if kwargs.get("skip_guidance_layers") or kwargs.get("true_cfg_scale", 1.0) > 1 or cfg_calls else 1
     branches = 2 if guidance > 1 or kwargs.get("true_cfg_scale", 1.0) > 1 else 1
     for ri, rec in enumerate(plan.records):
         if "maps" not in rec.stats:

@@ -28,6 +28,7 @@ def _labeler(ds: xr.Dataset, layout: str, branch: str):
                 "key_modality",
                 "key_image_row",
                 "key_image_col",
+                "key_image_frame",
                 "key_is_bos",
                 "key_is_eos",
                 "key_is_pad",
@@ -44,6 +45,9 @@ def _labeler(ds: xr.Dataset, layout: str, branch: str):
 
     def label(sample: int, key: int) -> str:
         if str(arr["key_modality"][sample, key]) == "image":
+            if "key_image_frame" in arr:  # video: (frame, row, col)
+                f, r, c = (int(arr[n][sample, key]) for n in ("key_image_frame", "key_image_row", "key_image_col"))
+                return f"image patch ({f},{r},{c})"
             return f"image patch ({int(arr['key_image_row'][sample, key])},{int(arr['key_image_col'][sample, key])})"
         role = (
             "BOS"

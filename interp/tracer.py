@@ -51,7 +51,14 @@ class AfterGenerationError(RuntimeError):
 
 
 def _image_array(image: Any) -> np.ndarray | None:
-    """The first output image as uint8 (H, W, 3), or None if the output is not an image."""
+    """The first output image as uint8 (H, W, 3), or None if the output is not an image; of a video (a
+    list of frames or a (F, C, H, W) / (F, H, W, C) array), its first frame."""
+    if isinstance(image, (list, tuple)):
+        return _image_array(image[0]) if len(image) else None
+    if hasattr(image, "ndim") and image.ndim == 4:  # a video's frames, else not an image (a video latent)
+        if image.shape[1] not in (1, 3) and image.shape[-1] not in (1, 3):
+            return None
+        image = image[0]
     if hasattr(image, "convert"):
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
     arr = image.detach().float().cpu().numpy() if torch.is_tensor(image) else np.asarray(image)
@@ -137,7 +144,8 @@ class Trace:
     def images(self) -> list[Any]:
         if self.output is None:
             raise RuntimeError("the trace has not run yet: its results exist after the `with` block")
-        return list(self.output.images)
+        out = self.output
+        return list(out.images if hasattr(out, "images") else out.frames)  # video pipelines: one entry per video
 
     @property
     def image(self) -> Any:

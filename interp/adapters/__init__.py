@@ -10,13 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from interp.adapters.base import Adapter, SiteInfo, TokenLayout
+from interp.adapters.cogvideox import CogVideoXAdapter
 from interp.adapters.flux import FluxAdapter
 from interp.adapters.organism import OrganismAdapter
 from interp.adapters.pixart import PixArtAdapter
 from interp.adapters.sd3 import SD3Adapter
 from interp.adapters.sdxl import SDXLAdapter
+from interp.adapters.wan import WanAdapter
 
 ADAPTERS: list[type[Adapter]] = [SD3Adapter, SDXLAdapter, FluxAdapter, PixArtAdapter, OrganismAdapter]
+ADAPTERS += [WanAdapter, CogVideoXAdapter]  # video families
 
 
 class UnsupportedPipeline(TypeError):

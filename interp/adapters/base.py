@@ -11,7 +11,10 @@ output splits into image and text streams. An adapter answers exactly these ques
 (one family per file, as diffusers does), so adding a model never touches the tracer or the kernels.
 
 Token layouts are plain numpy arrays (one entry per key), built from the same tokenizers and the same
-arguments the pipeline used; the tracer checks their length against the keys it actually sees.
+arguments the pipeline used; the tracer checks their length against the keys it actually sees. A video
+family's latent tokens also carry their latent frame (``image_frame``, with ``image_row`` / ``image_col``
+the position within the frame); an image layout has no frame field at all (None), so image stores keep
+their schema and only video stores get a ``key_image_frame`` coordinate.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class TokenLayout:
     image_row: np.ndarray  # int64, -1 for text tokens
     image_col: np.ndarray
     valid: np.ndarray = field(default=None)  # bool: a key the softmax can give mass to (padding masks)
+    image_frame: np.ndarray | None = field(default=None)  # int64 latent frame (video), -1 for text; None: no frames
 
     def __post_init__(self) -> None:
         if self.valid is None:
@@ -74,9 +78,20 @@ class TokenLayout:
     def __len__(self) -> int:
         return len(self.modality)
 
+    @property
+    def has_frames(self) -> bool:
+        """Whether the layout is a video's: its latent tokens carry a frame (``image_frame``)."""
+        return self.image_frame is not None
+
     @staticmethod
     def concat(parts: Sequence[TokenLayout]) -> TokenLayout:
-        return TokenLayout(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in LAYOUT_FIELDS})
+        """The parts in order; a video part's frames make the whole a video layout (others' frames: -1)."""
+        out = {n: np.concatenate([getattr(p, n) for p in parts]) for n in LAYOUT_FIELDS if n != "image_frame"}
+        if any(p.has_frames for p in parts):
+            out["image_frame"] = np.concatenate(
+                [p.image_frame if p.has_frames else np.full(len(p), -1, np.int64) for p in parts]
+            )
+        return TokenLayout(**out)
 
 
 LAYOUT_FIELDS = tuple(f.name for f in fields(TokenLayout))
@@ -98,6 +113,16 @@ def image_layout(rows: int, cols: int) -> TokenLayout:
         image_row=r,
         image_col=c,
     )
+
+
+def video_layout(frames: int, rows: int, cols: int) -> TokenLayout:
+    """Video latent patches in (frame, row, col) order, frame-major (a 3-D patch embedding flattened over
+    (F, H, W), as every supported video transformer does); ``image_row`` / ``image_col`` are the patch's
+    position within its frame."""
+    lay = image_layout(rows, cols)
+    out = TokenLayout(**{f: np.tile(getattr(lay, f), frames) for f in LAYOUT_FIELDS if f != "image_frame"})
+    out.image_frame = np.repeat(np.arange(frames, dtype=np.int64), rows * cols)
+    return out
 
 
 def text_layout(
@@ -153,6 +178,7 @@ class DenoiserCall:
     batch: int
     latent_hw: tuple[int, int]
     timestep_dtype: torch.dtype | None = None  # the dtype the denoiser received it in (None: a Python number)
+    latent_frames: int = 1  # latent frames of a video denoiser call (1 for images)
 
 
 class Adapter:
@@ -181,6 +207,7 @@ class Adapter:
     prompt_embeds: tuple[str | None, ...] | None = None
     tiny_module: str | None = None
     tiny_variants: tuple[str, ...] = ()
+    cfg_calls: bool = False  # CFG runs each branch as its own denoiser call (Wan), not as one [uncond, cond] batch
 
     @classmethod
     def matches(cls, pipe: Any) -> bool:

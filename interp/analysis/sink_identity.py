@@ -7,7 +7,8 @@ coordinates (``key_*``, per sample, layout, branch and key). This module maps ea
 ``image`` or, for text keys, the encoder family (``CLIP``, ``T5``, or the encoder name) and role
 (``BOS``, ``EOS``, ``pad``, ``content``; CLIP pads with its end-of-text token, and the store's flags
 already tell EOS from padding by position); and to an *identity*: the class for text keys, the
-patch position (row, col) for image keys. The dominant keys of a head at a step are its top
+patch position (row, col) for image keys, (frame, row, col) for a video's (its figure's patch map
+pools the frames). The dominant keys of a head at a step are its top
 ``identity_top`` keys by incoming mass (``topk_keys``; 1 = the argmax key), from the baseline samples.
 
 Reported per layer (table) and per layer and step (CSV, figure): the share of dominant keys in each
@@ -42,6 +43,15 @@ NAME = "sink_identity"
 NAME_INDEX0 = "index0_overlap"
 ROLES = ("BOS", "EOS", "pad", "content")
 IMAGE_BASE = 1_000_000  # identity codes >= IMAGE_BASE are image patches: IMAGE_BASE + row * 10_000 + col
+FRAME_BASE = 100_000_000  # ... plus frame * FRAME_BASE for a video's patches (frame 0: the image codes)
+
+
+def patch_of(code: int) -> tuple[int, int, int]:
+    """(frame, row, col) of an image-patch identity code."""
+    frame, rest = divmod(code - IMAGE_BASE, FRAME_BASE)
+    return (frame, *divmod(rest, 10_000))
+
+
 KEY_FIELDS = ("key_modality", "key_encoder", "key_is_bos", "key_is_eos", "key_is_pad", "key_image_row", "key_image_col")
 
 
@@ -61,13 +71,14 @@ class KeyClasses:
     class_code: np.ndarray  # int16, -1 for invalid keys
     identity: np.ndarray  # int64, -1 for invalid keys
     layouts: tuple[str, ...]
+    video: bool = False  # the keys carry frames (key_image_frame): patch identities are (frame, row, col)
 
     def identity_name(self, code: int) -> str:
         if code < 0:
             return "invalid"
         if code >= IMAGE_BASE:
-            r, c = divmod(code - IMAGE_BASE, 10_000)
-            return f"image ({r},{c})"
+            f, r, c = patch_of(code)
+            return f"image ({f},{r},{c})" if self.video else f"image ({r},{c})"
         return self.classes[code]
 
     def code_of(self, name: str) -> int | None:
@@ -103,8 +114,12 @@ def key_classes(ds: xr.Dataset, *, analysis: str) -> KeyClasses:
     identity = code.astype(np.int64)
     img = code == 0
     identity[img] = IMAGE_BASE + row[img] * 10_000 + col[img]
+    video = "key_image_frame" in ds.variables
+    if video:
+        frame = np.asarray(ds["key_image_frame"].values, dtype=np.int64)
+        identity[img] += np.maximum(frame[img], 0) * FRAME_BASE
     layouts = tuple(strings(ds["layout"].values)) if "layout" in ds.coords else ("joint",)
-    return KeyClasses(tuple(classes), code, identity, layouts)
+    return KeyClasses(tuple(classes), code, identity, layouts, video)
 
 
 def _gather(table: np.ndarray, keys: np.ndarray, fill: int = -1) -> np.ndarray:
@@ -197,7 +212,7 @@ def run(ctx: Context) -> Result:
         ids, counts = np.unique(ident[valid], return_counts=True)
         order = np.argsort(-counts)
         for i in np.flatnonzero(ids >= IMAGE_BASE):
-            r, c = divmod(int(ids[i]) - IMAGE_BASE, 10_000)
+            _, r, c = patch_of(int(ids[i]))  # a video's frames pooled: the map is over (row, col)
             image_counts[(r, c)] = image_counts.get((r, c), 0.0) + counts[i]
         # stability of the argmax key (rank 0)
         k0 = keys[..., 0]

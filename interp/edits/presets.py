@@ -122,7 +122,7 @@ def mask_keys(
     **scope: Unpack[ScopeOptions],
 ) -> Edit:
     """Suppress fixed keys, by index or identity (``clip_bos``, ``clip_eos``, ``clip_pad``, ``t5_eos``,
-    ``t5_pad``, ``image:ROW,COL``)."""
+    ``t5_pad`` (T5 and UMT5), ``image:ROW,COL``, on video ``image:FRAME,ROW,COL``)."""
     sel = Selector(kind="keys", keys=tuple(keys), k=len(keys))
     return _append(
         Edit(sel, Operation("score", eta=eta), _scope(_layer(layer, layers), scope), name or "mask_keys"),

@@ -60,7 +60,7 @@ def resolve_fixed(keys: Sequence[object], layout: TokenLayout) -> np.ndarray:
     out: list[int] = []
     n = len(layout)
     clip = np.char.startswith(layout.encoder.astype(str), "CLIP")
-    t5 = np.char.startswith(layout.encoder.astype(str), "T5")
+    t5 = np.char.startswith(layout.encoder.astype(str), "T5") | (layout.encoder.astype(str) == "UMT5")
     named = {
         "clip_bos": clip & layout.is_bos,
         "clip_eos": clip & layout.is_eos,
@@ -80,11 +80,20 @@ def resolve_fixed(keys: Sequence[object], layout: TokenLayout) -> np.ndarray:
             if len(idx) == 0:
                 raise PlanError(f"fixed key {key!r}: this site's token layout has no such token")
             out.extend(int(i) for i in idx)
-        else:  # image:ROW,COL
-            r, c = (int(x) for x in str(key)[6:].split(","))
-            idx = np.flatnonzero((layout.image_row == r) & (layout.image_col == c))
+        else:  # image:ROW,COL, or image:FRAME,ROW,COL on video
+            parts = [int(x) for x in str(key)[6:].split(",")]
+            if len(parts) == 3 and not layout.has_frames:
+                raise PlanError(f"fixed key {key!r}: this site's tokens have no frames; give 'image:ROW,COL'")
+            if len(parts) == 2 and layout.has_frames:
+                raise PlanError(f"fixed key {key!r}: this site's tokens are a video's; give 'image:FRAME,ROW,COL'")
+            *f, r, c = parts
+            hit = (layout.image_row == r) & (layout.image_col == c)
+            if f:
+                hit &= layout.image_frame == f[0]
+            idx = np.flatnonzero(hit)
             if len(idx) == 0:
-                raise PlanError(f"fixed key {key!r}: no image patch at row {r}, col {c}")
+                where = f"frame {f[0]}, row {r}, col {c}" if f else f"row {r}, col {c}"
+                raise PlanError(f"fixed key {key!r}: no image patch at {where}")
             out.append(int(idx[0]))
     return np.unique(np.asarray(out, dtype=np.int64))
 

@@ -56,8 +56,8 @@ class Selector:
     ``modality``: restrict candidates to text or image keys. ``match`` (random only): draw controls
     matched on the modality or token-class composition of the top-k set, or on its total mass.
     ``keys`` (fixed): key indices or token names (``clip_bos``, ``clip_eos``, ``clip_pad``, ``t5_eos``,
-    ``t5_pad``, ``image:ROW,COL``). ``source`` (replay): a store path and sample index whose recorded
-    ``topk_keys`` are applied instead of selecting online.
+    ``t5_pad``, ``image:ROW,COL``, on video ``image:FRAME,ROW,COL``). ``source`` (replay): a store path and
+    sample index whose recorded ``topk_keys`` are applied instead of selecting online.
     """
 
     kind: str = "topk"
@@ -100,7 +100,8 @@ class Selector:
             for key in self.keys:
                 if isinstance(key, bool) or not (isinstance(key, int) or _is_token_name(key)):
                     raise PlanError(
-                        f"fixed key {key!r}: give a key index or one of {', '.join(TOKEN_NAMES)} or 'image:ROW,COL'"
+                        f"fixed key {key!r}: give a key index or one of {', '.join(TOKEN_NAMES)} or 'image:ROW,COL' "
+                        "('image:FRAME,ROW,COL' on video)"
                     )
         if self.kind == "replay" and not self.source:
             raise PlanError("replay needs a source store (replay=PATH, and replay_sample= if it holds several)")
@@ -112,8 +113,8 @@ def _is_token_name(key: Any) -> bool:
     if key in TOKEN_NAMES:
         return True
     if key.startswith("image:"):
-        parts = key[6:].split(",")
-        return len(parts) == 2 and all(p.strip().isdigit() for p in parts)
+        parts = key[6:].split(",")  # ROW,COL (images) or FRAME,ROW,COL (video)
+        return len(parts) in (2, 3) and all(p.strip().isdigit() for p in parts)
     return False
 
 

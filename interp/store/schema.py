@@ -82,7 +82,8 @@ STATIC_COORDS = (
 )
 """Coordinates that must agree across the samples of one store."""
 KEY_FIELDS = LAYOUT_FIELDS
-"""Token-identity fields stored per key as ``key_<field>`` coordinates (the fields of ``TokenLayout``)."""
+"""Token-identity fields stored per key as ``key_<field>`` coordinates (the fields of ``TokenLayout``);
+``key_image_frame`` (the latent frame of a video token, -1 for text) only where a layout has frames."""
 
 
 def strings(values: Sequence[str] | np.ndarray) -> np.ndarray:
@@ -100,7 +101,10 @@ def _key_coords(
 ) -> dict[str, Any]:
     coords: dict[str, Any] = {}
     for f in KEY_FIELDS:
-        proto = next(iter(layouts.values())) if layouts else None
+        given = [lay for lay in layouts.values() if getattr(lay, f) is not None]
+        if f == "image_frame" and not given:
+            continue  # an image family's layouts have no frames: no key_image_frame coordinate
+        proto = given[0] if given else None
         kind = np.asarray(getattr(proto, f)).dtype if proto is not None else np.dtype(bool)
         if kind.kind in "US":
             arr = np.full((len(layout_names), len(branches), n_key), "", dtype=object)
@@ -111,7 +115,7 @@ def _key_coords(
         for li, name in enumerate(layout_names):
             for bi, br in enumerate(branches):
                 lay = layouts.get((name, br))
-                if lay is not None:
+                if lay is not None and getattr(lay, f) is not None:
                     v = np.asarray(getattr(lay, f))
                     arr[li, bi, : len(v)] = v
         if arr.dtype == object:

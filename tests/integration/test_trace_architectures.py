@@ -19,6 +19,7 @@ from interp.adapters import adapter_for
 from interp.sites.intercept import BackendError, SDPAInterceptor
 
 ARCHS = ("sd3.5", "sdxl", "flux", "pixart")
+VIDEO = ("wan", "cogvideox", "cogvideox1.5")  # more video checks: tests/integration/test_trace_video.py
 PROMPT = "a photo of a red bench"
 ALL_STATS = ("mass", "mass_full", "entropy", "mass_topk", "query_topk", "act_norms")
 FLUX_CFG = {"true_cfg_scale": 2.0, "negative_prompt": "blurry"}
@@ -87,10 +88,15 @@ def latent_recorder(pipe):
     return latents, {"callback": lambda i, t, lat: latents.append(lat.clone())}
 
 
+def pixels(output):
+    """The images of a pipeline output, or the frames of a video pipeline's."""
+    return output.images if hasattr(output, "images") else output.frames
+
+
 def run_plain(pipe, prompt=PROMPT, seed=0, **kw):
     latents, cb = latent_recorder(pipe)
     out = pipe(prompt, output_type="pt", generator=torch.Generator("cpu").manual_seed(seed), **cb, **kw)
-    return out.images, latents
+    return pixels(out), latents
 
 
 def run_traced(pipe, plan_fn, prompt=PROMPT, seed=0, **kw):
@@ -210,9 +216,9 @@ def stream_rows(arch, path, n):
 # --- bit identity and cleanup ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch", [*ARCHS, "flux-true-cfg"])
+@pytest.mark.parametrize("arch", [*ARCHS, "flux-true-cfg", *VIDEO])
 def test_observation_is_bit_identical_and_clean(pipes, arch):
-    name = arch.split("-")[0]
+    name = arch.removesuffix("-true-cfg")
     pipe = pipes(name)
     kw = kwargs_for(name, true_cfg=arch.endswith("cfg"))
     ref_img, ref_lat = run_plain(pipe, **kw)
@@ -221,7 +227,7 @@ def test_observation_is_bit_identical_and_clean(pipes, arch):
     assert len(lat) == len(ref_lat) == kw["num_inference_steps"]
     for a, b in zip(lat, ref_lat, strict=True):
         assert torch.equal(a, b)
-    assert t.output.images.dtype == torch.float32 and torch.equal(t.output.images, ref_img)
+    assert pixels(t.output).dtype == torch.float32 and torch.equal(pixels(t.output), ref_img)
     assert list(t.stats.site.values) == [s.path for s in adapter_for(pipe).sites(pipe)]
     assert np.isfinite(t.stats.entropy.sel(call=0, branch="cond").values[:, t.stats.head_valid.values]).all()
     assert_clean(pipe, state, procs)

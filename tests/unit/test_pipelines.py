@@ -9,10 +9,12 @@ from importlib import resources
 import pytest
 import torch
 from diffusers import (
+    CogVideoXPipeline,
     FluxPipeline,
     PixArtSigmaPipeline,
     StableDiffusion3Pipeline,
     StableDiffusionXLPipeline,
+    WanPipeline,
 )
 
 import interp.pipelines as pipelines
@@ -24,7 +26,11 @@ EXPECTED_CLASS = {
     "sdxl": StableDiffusionXLPipeline,
     "flux": FluxPipeline,
     "pixart": PixArtSigmaPipeline,
+    "wan": WanPipeline,
+    "cogvideox": CogVideoXPipeline,
+    "cogvideox1.5": CogVideoXPipeline,
 }
+VIDEO = ("wan", "cogvideox", "cogvideox1.5")
 
 
 def geneval_prompts() -> list[str]:
@@ -48,7 +54,8 @@ def tokenizer_definition(tok) -> dict:
 
 def generate(pipe, name: str, steps: int = 2) -> torch.Tensor:
     kwargs = pipelines.tiny_call_kwargs(name) | {"num_inference_steps": steps}
-    return pipe("a photo of a cat", generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs).images
+    out = pipe("a photo of a cat", generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs)
+    return out.frames[0] if name in VIDEO else out.images  # a video: its frames, (F, 3, H, W)
 
 
 def test_supported_list_is_complete():
@@ -73,7 +80,8 @@ def test_tiny_generates_identically_across_constructions(name):
         assert tokenizer_definition(tok) == tokenizer_definition(tb[key]), key
         assert tok.get_vocab() == tb[key].get_vocab()
     image_a, image_b = generate(a, name), generate(b, name)
-    assert image_a.dtype == torch.float32 and image_a.ndim == 4 and image_a.shape[:2] == (1, 3)
+    assert image_a.dtype == torch.float32 and image_a.ndim == 4
+    assert image_a.shape[:2] == ((pipelines.tiny_call_kwargs(name)["num_frames"], 3) if name in VIDEO else (1, 3))
     assert torch.isfinite(image_a).all() and image_a.std() > 0
     assert torch.equal(image_a, image_b)
 
