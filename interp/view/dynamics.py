@@ -40,16 +40,16 @@ def _variable(src: StoreSource, name: str) -> xr.DataArray:
 
 def selection(src: StoreSource, p: Payload, params: dict[str, str], prefix: str) -> tuple[Selection, str, str]:
     """Resolve (and echo into the selects) the condition, sample, branch and head of a request."""
-    cond = select(p, f"{prefix}_condition", [(c, c) for c in src.conditions], params.get("condition", ""))
+    cond = select(p, f"{prefix}_condition", [(c, c) for c in src.conditions], (params.get("condition") or src.baseline))
     table_ = src.samples[src.samples["condition"] == cond]
     options = [("all", f"all {len(table_)} samples (mean)")] + [
         (str(int(i)), src.sample_label(int(i))) for i in table_["position"]
     ]
-    sample = select(p, f"{prefix}_sample", options, params.get("sample", "all"))
-    branch = select(p, f"{prefix}_branch", [(b, b) for b in src.branches], params.get("branch", "cond"))
+    sample = select(p, f"{prefix}_sample", options, (params.get("sample") or "all"))
+    branch = select(p, f"{prefix}_branch", [(b, b) for b in src.branches], (params.get("branch") or "cond"))
     n_head = src.ds.sizes.get("head", 0)
     head = select(
-        p, f"{prefix}_head", [*HEADS, *((str(h), f"head {h}") for h in range(n_head))], params.get("head", "")
+        p, f"{prefix}_head", [*HEADS, *((str(h), f"head {h}") for h in range(n_head))], (params.get("head") or "")
     )
     return Selection(cond, None if sample == "all" else int(sample)), branch, head
 
@@ -79,7 +79,7 @@ def heatmap(src: StoreSource, params: dict[str, str]) -> Payload:
         )
         p["sources"]["heat_src"] = {"step": [], "layer": [], "value": [], "site": [], "shown": []}
         return p
-    var = select(p, "dyn_var", [(v, HEAT_VARIABLES[v]) for v in src.heat_variables], params.get("var", ""))
+    var = select(p, "dyn_var", [(v, HEAT_VARIABLES[v]) for v in src.heat_variables], (params.get("var") or ""))
     sel, branch, head = selection(src, p, params, "dyn")
     values = _reduce(src, var, sel, branch, head)  # (step, site)
     steps = [str(int(s)) for s in src.ds["step"].values]
@@ -112,7 +112,7 @@ def cell(src: StoreSource, params: dict[str, str]) -> Payload:
     """The detail of one (site, step) cell for the heat map's selection."""
     p = empty()
     sel, branch, _ = selection(src, empty(), params, "dyn")
-    site, step = params.get("site", ""), params.get("step", "")
+    site, step = (params.get("site") or ""), (params.get("step") or "")
     if site not in src.sites or not step.lstrip("-").isdigit() or int(step) not in set(src.ds["step"].values.tolist()):
         raise ViewError(f"no cell (site {site!r}, step {step!r}) in {src.name}")
     si, st = src.sites.index(site), int(step)

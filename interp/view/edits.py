@@ -59,14 +59,14 @@ def payload(src: StoreSource, params: dict[str, str]) -> Payload:
     for name in ("edit_base_src", "edit_edited_src"):
         p["sources"][name] = {"url": [], "x": [], "y": [], "w": [], "h": []}
     conds = edited_conditions(src)
-    cond = select(p, "edit_condition", [(c, c) for c in conds], params.get("condition", ""))
+    cond = select(p, "edit_condition", [(c, c) for c in conds], (params.get("condition") or ""))
     if not conds:
         select(p, "edit_pair", [], "")
         p["divs"]["edit_html"] = message(f"{src.name} has no edited condition: nothing to compare with the baseline")
         return p
     ref, units = pairs(src, cond)
     options = [(str(i), src.sample_label(int(e))) for i, (e, _) in enumerate(units)]
-    unit = select(p, "edit_pair", options, params.get("pair", ""))
+    unit = select(p, "edit_pair", options, (params.get("pair") or ""))
     if not options:
         p["divs"]["edit_html"] = message(f"no sample of {cond!r} pairs with one of {ref!r} (same prompt and seed)")
         return p

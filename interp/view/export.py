@@ -6,14 +6,13 @@ The exported file is the served page (``interp.view.page``) with a table of payl
 (``interp.view.api.request_key``); the page's script reads from the table instead of a server, so the
 file opens offline and shows exactly what the server would. The table holds, per store: the overview;
 the first request of each view (the selects empty, as the page sends them on load) and, for the
-selections that file can hold, every option of the selects named in :data:`VARY` (at most
-:data:`MAX_PER_VIEW` payloads per view); and the detail of every cell of the default heat map. A
-selection that is not in the file says so in its view.
+selections that file can hold, each option of each select named in :data:`VARY`, one select at a time
+from the default selection (at most :data:`MAX_PER_VIEW` payloads per view); and the detail of every
+cell of the default heat map. A selection that is not in the file says so in its view.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ VARY: dict[str, tuple[str, ...]] = {
     "maps": ("step", "token"),
     "edits": ("condition", "pair"),
 }
-MAX_PER_VIEW = 400
+MAX_PER_VIEW = 100
 MAX_CELLS = 2000
 
 
@@ -62,10 +61,10 @@ def payloads(sources: Sequence[StoreSource]) -> dict[str, Any]:
                 heat = first["sources"].get("heat_src", {})
                 for site, step in list(zip(heat.get("site", []), heat.get("step", []), strict=True))[:MAX_CELLS]:
                     put("cell", {**store, **base, "site": site, "step": step})
-            vary = VARY[view]
-            choices = [_options(first, view, p) or [base[p]] for p in vary]
-            for combo in itertools.islice(itertools.product(*choices), MAX_PER_VIEW):
-                params = {**store, **base, **dict(zip(vary, combo, strict=True))}
+            one_at_a_time = [(p, v) for p in VARY[view] for v in _options(first, view, p)]
+            for param, value in one_at_a_time[:MAX_PER_VIEW]:
+                resets = page.RESETS.get(page.PARAMS[view][param], [])
+                params = {**store, **base, param: value, **dict.fromkeys(resets, "")}  # as the page asks
                 got = put(view, params)
                 if _resolved(got, view) != {k: v for k, v in params.items() if k != "store"}:
                     put(view, {**store, **_resolved(got, view)})  # the key the page sends after applying it

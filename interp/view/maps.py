@@ -45,7 +45,9 @@ def payload(src: StoreSource, params: dict[str, str]) -> Payload:
         return p
     samples = src.samples
     sample = int(
-        select(p, "map_sample", [(str(i), src.sample_label(i)) for i in samples["position"]], params.get("sample", ""))
+        select(
+            p, "map_sample", [(str(i), src.sample_label(i)) for i in samples["position"]], (params.get("sample") or "")
+        )
     )
     heads_idx = (
         np.asarray(ds["map_head_index"].isel(sample=sample).values)
@@ -54,9 +56,9 @@ def payload(src: StoreSource, params: dict[str, str]) -> Payload:
     )
     with_maps = [j for j in range(len(src.sites)) if (heads_idx[j] >= 0).any()]
     site_opts = [(src.sites[j], src.site_labels[j]) for j in with_maps]
-    site = select(p, "map_site", site_opts, params.get("site", ""))
+    site = select(p, "map_site", site_opts, (params.get("site") or ""))
     steps = [str(int(s)) for s in ds["step"].values]
-    step = int(select(p, "map_step", [(s, f"step {s}") for s in steps], params.get("step", "")))
+    step = int(select(p, "map_step", [(s, f"step {s}") for s in steps], (params.get("step") or "")))
     if not site_opts:
         select(p, "map_head", [], "")
         p["divs"]["map_html"] = message(f"sample {sample} has no recorded maps")
@@ -67,9 +69,9 @@ def payload(src: StoreSource, params: dict[str, str]) -> Payload:
         p,
         "map_head",
         [("mean", "mean over recorded heads"), *((str(i), f"head {h}") for i, h in enumerate(heads))],
-        params.get("head", "mean"),
+        (params.get("head") or "mean"),
     )
-    direction = select(p, "map_dir", list(DIRECTIONS), params.get("dir", "text2image"))
+    direction = select(p, "map_dir", list(DIRECTIONS), (params.get("dir") or "text2image"))
     branch = "cond" if "cond" in src.branches else src.branches[0]
     layout = src.key_table(sample, branch)
     q_index = _index(ds, "map_query_index", sample, si)
@@ -95,7 +97,9 @@ def payload(src: StoreSource, params: dict[str, str]) -> Payload:
     text_keys = [int(k) for k in keys if k in layout.index and layout.loc[k, "modality"] == "text"]
     if direction == "text2image":
         opts = [(str(k), f"{k}: {layout.loc[k, 'token_str']}") for k in text_keys]
-        token = int(select(p, "map_token", opts, params.get("token", "")) or -1)
+        nouns = [k for k in text_keys if layout.loc[k, "class"] == "noun"]
+        default = str(nouns[0]) if nouns else ""
+        token = int(select(p, "map_token", opts, (params.get("token") or default)) or -1)
         col = np.flatnonzero(keys == token)
         qs = [(i, int(q)) for i, q in enumerate(queries) if q in image_rows.index]
         if grid is None or col.size == 0 or not qs:
@@ -121,7 +125,7 @@ def payload(src: StoreSource, params: dict[str, str]) -> Payload:
             (str(q), f"{q}: row {image_rows.loc[q, 'image_row']}, col {image_rows.loc[q, 'image_col']}")
             for q in image_queries
         ]
-        position = int(select(p, "map_token", opts, params.get("token", "")) or -1)
+        position = int(select(p, "map_token", opts, (params.get("token") or "")) or -1)
         row = np.flatnonzero(queries == position)
         cols = [int(np.flatnonzero(keys == k)[0]) for k in text_keys]
         if row.size == 0 or not cols:

@@ -58,6 +58,13 @@ CSS = """
 """
 
 
+def _css() -> Any:
+    """The tables' and messages' style: Bokeh renders a Div in a shadow root, so it carries its own sheet."""
+    from bokeh.models import InlineStyleSheet
+
+    return InlineStyleSheet(css=CSS)
+
+
 def _image_figure(prefix: str, title: str, size: int = 300) -> tuple[Any, Any]:
     from bokeh.models import ColumnDataSource, Range1d
     from bokeh.plotting import figure
@@ -111,9 +118,9 @@ def build(store_names: list[str], *, payloads: dict[str, Any] | None = None, tit
     store = _select("store", "store", "store")
     store.options = [[str(i), n] for i, n in enumerate(store_names)]
     store.value = "0"
-    header = Div(text=f"<h2>interp view</h2><p>{len(store_names)} store(s)</p>", name="header")
+    header = Div(stylesheets=[_css()], text=f"<h2>interp view</h2><p>{len(store_names)} store(s)</p>", name="header")
 
-    overview = Div(text="", name="overview_html", width=900)
+    overview = Div(stylesheets=[_css()], text="", name="overview_html", width=900)
 
     heat_src = ColumnDataSource({"step": [], "layer": [], "value": [], "site": [], "shown": []}, name="heat_src")
     mapper = LinearColorMapper(palette=Viridis256, low=0, high=1, nan_color="#dddddd", name="heat_mapper")
@@ -155,9 +162,9 @@ def build(store_names: list[str], *, payloads: dict[str, Any] | None = None, tit
     dyn_selects = [_select(w, p, "dynamics") for p, w in PARAMS["dynamics"].items()]
     dynamics = column(
         row(*dyn_selects),
-        Div(text="", name="dyn_note", width=900),
+        Div(stylesheets=[_css()], text="", name="dyn_note", width=900),
         row(heat, column(cell_img)),
-        Div(text="<i>click a cell of the heat map</i>", name="cell_html", width=900),
+        Div(stylesheets=[_css()], text="<i>click a cell of the heat map</i>", name="cell_html", width=900),
     )
 
     tok_src = ColumnDataSource({"token": [], "count": []}, name="tok_src")
@@ -175,7 +182,7 @@ def build(store_names: list[str], *, payloads: dict[str, Any] | None = None, tit
     tokens = column(
         row(*[_select(w, p, "tokens") for p, w in PARAMS["tokens"].items()]),
         tok_fig,
-        Div(text="", name="tok_html", width=900),
+        Div(stylesheets=[_css()], text="", name="tok_html", width=900),
     )
 
     map_fig, _ = _image_figure("map_img", "attention over the image", 360)
@@ -209,7 +216,7 @@ def build(store_names: list[str], *, payloads: dict[str, Any] | None = None, tit
     bar_fig.xaxis.major_label_orientation = 1.2
     maps = column(
         row(*[_select(w, p, "maps") for p, w in PARAMS["maps"].items()]),
-        Div(text="", name="map_html", width=900),
+        Div(stylesheets=[_css()], text="", name="map_html", width=900),
         row(map_fig, bar_fig),
     )
 
@@ -218,7 +225,7 @@ def build(store_names: list[str], *, payloads: dict[str, Any] | None = None, tit
     edits = column(
         row(*[_select(w, p, "edits") for p, w in PARAMS["edits"].items()]),
         row(base_fig, edited_fig),
-        Div(text="", name="edit_html", width=900),
+        Div(stylesheets=[_css()], text="", name="edit_html", width=900),
     )
 
     tabs = Tabs(
@@ -247,7 +254,8 @@ def build(store_names: list[str], *, payloads: dict[str, Any] | None = None, tit
     if payloads is not None:
         inject += f"<script>window.INTERP_PAYLOADS = {_json(payloads)};</script>\n"
     inject += f"<script>\n{script}\n</script>\n"
-    return page.replace("</head>", inject + "</head>", 1)
+    head, close, body = page.rpartition("</head>")  # the last: BokehJS (inlined above) spells the tag too
+    return head + inject + close + body
 
 
 def _json(value: Any) -> str:

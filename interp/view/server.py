@@ -12,6 +12,7 @@ a 500 with a one-line reason (and the traceback on the server's stderr).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -53,7 +54,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        self.wfile.write(body)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the browser went away
+            self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
         parts = urlsplit(self.path)
@@ -70,5 +72,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(500, f"{type(exc).__name__}: {exc}".encode(), "text/plain; charset=utf-8")
                 return
             self._send(200, json.dumps(body, allow_nan=False).encode("utf-8"), "application/json")
+            return
+        if parts.path == "/favicon.ico":
+            self._send(204, b"", "image/x-icon")
             return
         self._send(404, b"not found", "text/plain; charset=utf-8")

@@ -160,7 +160,10 @@ class StoreSource:
         from interp.analysis.token_identity import key_classes
         from interp.edits.words import WORD_CLASSES
 
-        one = self.ds.isel(sample=[position])
+        if ("key_table", position, branch) in self.cache:
+            return self.cache[("key_table", position, branch)]
+        names = [n for n in self.ds.variables if str(n).startswith("key_") and "sample" in self.ds[n].dims]
+        one = self.ds[names].isel(sample=[position]).load()
         b = self.branches.index(branch) if branch in self.branches else 0
         fields = {}
         for f in ("token_str", "modality", "image_row", "image_col", "is_bos", "is_eos", "is_pad"):
@@ -172,4 +175,10 @@ class StoreSource:
         classes = key_classes(one)[0, b]
         fields["class"] = np.array([WORD_CLASSES[c] if c >= 0 else "" for c in classes], dtype=object)
         table = pd.DataFrame(fields)
-        return table[table["modality"] != ""]
+        self.cache[("key_table", position, branch)] = table = table[table["modality"] != ""]
+        return table
+
+    def key_variables(self, positions: np.ndarray) -> xr.Dataset:
+        """The token-identity variables (``key_*``) of some samples, loaded."""
+        names = [n for n in self.ds.variables if str(n).startswith("key_") and "sample" in self.ds[n].dims]
+        return self.ds[names].isel(sample=positions).load()

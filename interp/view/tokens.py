@@ -25,10 +25,10 @@ TOP = 20
 
 def payload(src: StoreSource, params: dict[str, str]) -> Payload:
     p = empty()
-    cond = select(p, "tok_condition", [(c, c) for c in src.conditions], params.get("condition", src.baseline))
+    cond = select(p, "tok_condition", [(c, c) for c in src.conditions], (params.get("condition") or src.baseline))
     tags = sorted(set(src.samples["tag"]) - {""})
-    tag = select(p, "tok_tag", [("all", "all tags"), *((t, t) for t in tags)], params.get("tag", "all"))
-    branch = select(p, "tok_branch", [(b, b) for b in src.branches], params.get("branch", "cond"))
+    tag = select(p, "tok_tag", [("all", "all tags"), *((t, t) for t in tags)], (params.get("tag") or "all"))
+    branch = select(p, "tok_branch", [(b, b) for b in src.branches], (params.get("branch") or "cond"))
     p["sources"]["tok_src"] = {"token": [], "count": []}
     p["factors"]["tok_x"] = []
     if "argmax_key" not in src.ds.data_vars or "key_token_str" not in src.ds.variables:
@@ -40,9 +40,11 @@ def payload(src: StoreSource, params: dict[str, str]) -> Payload:
     if positions.size == 0:
         p["divs"]["tok_html"] = message(f"no finished sample of condition {cond!r} has tag {tag!r}")
         return p
-    ds = src.ds.isel(sample=positions)
+    ds = src.key_variables(positions)
     bi = src.branches.index(branch)
-    sinks = np.asarray(ds["argmax_key"].isel(branch=bi).values)  # (sample, step, call, site, head)
+    sinks = np.asarray(
+        src.ds["argmax_key"].isel(sample=positions, branch=bi).values
+    )  # (sample, step, call, site, head)
     text = as_str(ds["key_token_str"].isel(layout=0, branch=bi).values)  # (sample, key)
     modality = as_str(ds["key_modality"].isel(layout=0, branch=bi).values)
     classes = key_classes(ds)[:, bi]  # (sample, key)

@@ -3,7 +3,7 @@
 (function () {
   "use strict";
   const cfg = window.INTERP_CONFIG;
-  const state = { doc: null, applying: false, pending: 0, errors: [], requests: 0 };
+  const state = { doc: null, pending: 0, errors: [], requests: 0, values: {} };
   window.interpView = state;
 
   function model(name) { return state.doc.get_model_by_name(name); }
@@ -39,27 +39,26 @@
   }
 
   function apply(p) {
-    state.applying = true;
-    try {
+    {
       for (const [n, d] of Object.entries(p.sources || {})) { const m = model(n); if (m) m.data = d; }
       for (const [n, f] of Object.entries(p.factors || {})) { const m = model(n); if (m && f.length) m.factors = f; }
       for (const [n, l] of Object.entries(p.mappers || {})) { const m = model(n); if (m) { m.low = l[0]; m.high = l[1]; } }
       for (const [n, l] of Object.entries(p.ranges || {})) { const m = model(n); if (m) { m.start = l[0]; m.end = l[1]; } }
       for (const [n, s] of Object.entries(p.selects || {})) {
         const m = model(n);
-        if (m) { m.options = s.options; m.value = s.value; }
+        if (m) m.setv({ options: s.options, value: s.value });  // together: the view renders both at once
+        state.values[n] = s.value;
       }
       for (const [n, h] of Object.entries(p.divs || {})) { const m = model(n); if (m) m.text = h; }
-    } finally {
-      state.applying = false;
     }
   }
 
   async function refresh(view, p) {
+    const asked = p || params(view);
     state.pending += 1;
     state.requests += 1;
     try {
-      apply(await get(view, p || params(view)));
+      apply(await get(view, asked));
     } catch (err) {
       state.errors.push(String(err));
       const divs = {};
@@ -71,14 +70,15 @@
   }
 
   state.changed = function (view, widget) {
-    if (state.applying) return;
     if (view === "store") { for (const v of cfg.initial) refresh(v, params(v, Object.keys(cfg.params[v] || {}))); return; }
+    // BokehJS runs property callbacks after the change: a select echoing a payload's value is no change
+    if (model(widget).value === state.values[widget]) return;
+    state.values[widget] = model(widget).value;
     refresh(view, params(view, cfg.resets[widget] || []));
-    if (view === "dynamics") { const s = model("heat_src"); state.applying = true; s.selected.indices = []; state.applying = false; }
+    if (view === "dynamics") model("heat_src").selected.indices = [];
   };
 
   state.cell = function (index) {
-    if (state.applying) return;
     const src = model("heat_src");
     const p = params("dynamics");
     p.site = src.data.site[index];
