@@ -144,6 +144,9 @@ def build(store_names: list[str], *, payloads: dict[str, Any] | None = None, tit
         source=heat_src,
         line_color=None,
         fill_color={"field": "value", "transform": mapper},
+        nonselection_fill_alpha=1.0,
+        selection_line_color="red",
+        selection_line_width=3,
         name="heat_cells",
     )
     heat.add_tools(
