@@ -119,7 +119,7 @@ def cell(src: StoreSource, params: dict[str, str]) -> Payload:
     positions = src.positions(sel)
     heads_rows: dict[str, np.ndarray] = {}
     for var in src.heat_variables:
-        da = _variable(src, var).isel(sample=positions, site=si).sel(step=st)
+        da = src.selection_values(_variable(src, var), var, positions).isel(site=si).sel(step=st)
         if "branch" in da.dims:
             da = da.sel(branch=branch)
         with warnings.catch_warnings():
@@ -137,7 +137,7 @@ def cell(src: StoreSource, params: dict[str, str]) -> Payload:
         keys = np.asarray(src.ds["topk_keys"].isel(sample=rep, site=si, call=0).sel(step=st, branch=branch).values)
         mass = np.asarray(src.ds["topk_mass"].isel(sample=rep, site=si, call=0).sel(step=st, branch=branch).values)
         layout = src.key_table(rep, branch)
-        img = src.ds["image"].isel(sample=rep).values if "image" in src.ds.data_vars else None
+        img = src.sample_values("image", rep) if "image" in src.ds.data_vars else None
         grid = _image_grid(layout)
         top_rows = []
         for h in range(n_heads):

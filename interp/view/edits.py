@@ -75,7 +75,7 @@ def payload(src: StoreSource, params: dict[str, str]) -> Payload:
     parts = [f"<h4 class='edit-title'>{cond} vs {ref}: {src.sample_label(edited)}</h4>"]
     if "image" in ds.data_vars:
         for name, pos in (("edit_base_src", base), ("edit_edited_src", edited)):
-            img = ds["image"].isel(sample=pos).values
+            img = src.sample_values("image", pos)
             p["sources"][name] = image_source(image_uri(img), img.shape[0], img.shape[1])
             p["ranges"][name.replace("_src", "_x")] = [0, img.shape[1]]
             p["ranges"][name.replace("_src", "_y")] = [0, img.shape[0]]

@@ -49,11 +49,8 @@ def payload(src: StoreSource, params: dict[str, str]) -> Payload:
             p, "map_sample", [(str(i), src.sample_label(i)) for i in samples["position"]], (params.get("sample") or "")
         )
     )
-    heads_idx = (
-        np.asarray(ds["map_head_index"].isel(sample=sample).values)
-        if "sample" in ds["map_head_index"].dims
-        else np.asarray(ds["map_head_index"].values)
-    )
+    heads_idx = src.sample_values("map_head_index", sample)
+
     with_maps = [j for j in range(len(src.sites)) if (heads_idx[j] >= 0).any()]
     site_opts = [(src.sites[j], src.site_labels[j]) for j in with_maps]
     site = select(p, "map_site", site_opts, (params.get("site") or ""))
@@ -74,19 +71,17 @@ def payload(src: StoreSource, params: dict[str, str]) -> Payload:
     direction = select(p, "map_dir", list(DIRECTIONS), (params.get("dir") or "text2image"))
     branch = "cond" if "cond" in src.branches else src.branches[0]
     layout = src.key_table(sample, branch)
-    q_index = _index(ds, "map_query_index", sample, si)
-    k_index = _index(ds, "map_key_index", sample, si)
-    one = ds["attn_map"].isel(sample=sample, site=si, call=0).sel(step=step, branch=branch)
-    one = one.isel(map_query=np.flatnonzero(q_index >= 0), map_key=np.flatnonzero(k_index >= 0))
+    q_index = src.sample_values("map_query_index", sample)[si]
+    k_index = src.sample_values("map_key_index", sample)[si]
+    block = _block(src, sample, si, step, branch, q_index, k_index)  # (map_head, query, key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        arr = np.asarray(one.values, dtype=np.float64)  # (map_head, query, key)
-        arr = np.nanmean(arr[: len(heads)], axis=0) if head == "mean" else arr[int(head)]
+        arr = np.nanmean(block[: len(heads)], axis=0) if head == "mean" else block[int(head)]
     queries, keys = q_index[q_index >= 0], k_index[k_index >= 0]
     if not np.isfinite(arr).any():
         p["divs"]["map_html"] = message(f"no map at step {step} of {src.site_labels[si]} (recorded steps only)")
         return p
-    img = ds["image"].isel(sample=sample).values if "image" in ds.data_vars else None
+    img = src.sample_values("image", sample) if "image" in ds.data_vars else None
     image_rows = layout[layout["modality"] == "image"]
     grid = (int(image_rows["image_row"].max()) + 1, int(image_rows["image_col"].max()) + 1) if len(image_rows) else None
     hh, ww = (img.shape[0], img.shape[1]) if img is not None else (grid or (1, 1))
@@ -148,8 +143,16 @@ def payload(src: StoreSource, params: dict[str, str]) -> Payload:
     return p
 
 
-def _index(ds, name: str, sample: int, si: int) -> np.ndarray:
-    da = ds[name]
-    if "sample" in da.dims:
-        da = da.isel(sample=sample)
-    return np.asarray(da.isel(site=si).values)
+def _block(
+    src: StoreSource, sample: int, si: int, step: int, branch: str, q_index: np.ndarray, k_index: np.ndarray
+) -> np.ndarray:
+    """The recorded map of one sample, site, step and branch, kept until another is asked for (choosing
+    another token or head of the same map reads nothing again; one block is kept, so memory stays bounded)."""
+    key = ("attn_map", sample, si, step, branch)
+    if key not in src.cache:
+        for old in [k for k in src.cache if isinstance(k, tuple) and k[0] == "attn_map"]:
+            del src.cache[old]
+        one = src.ds["attn_map"].isel(sample=sample, site=si, call=0).sel(step=step, branch=branch)
+        one = one.isel(map_query=np.flatnonzero(q_index >= 0), map_key=np.flatnonzero(k_index >= 0))
+        src.cache[key] = np.asarray(one.values, dtype=np.float64)
+    return src.cache[key]

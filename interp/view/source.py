@@ -40,6 +40,10 @@ HEAT_VARIABLES: dict[str, str] = {
 }
 
 
+KEEP = 16
+"""Loaded selections a store keeps for its views (``StoreSource.selection_values``)."""
+
+
 class ViewError(ValueError):
     """A store (or a request) the viewer cannot show; the message says why and what to do."""
 
@@ -177,6 +181,25 @@ class StoreSource:
         table = pd.DataFrame(fields)
         self.cache[("key_table", position, branch)] = table = table[table["modality"] != ""]
         return table
+
+    def sample_values(self, name: str, position: int) -> np.ndarray:
+        """One sample's values of a variable (its image, its map indices), read once."""
+        key = ("sample_values", name, position)
+        if key not in self.cache:
+            da = self.ds[name]
+            self.cache[key] = np.asarray((da.isel(sample=position) if "sample" in da.dims else da).values)
+        return self.cache[key]
+
+    def selection_values(self, da: xr.DataArray, name: str, positions: np.ndarray) -> xr.DataArray:
+        """``da`` (a variable, maybe reduced to one stream and norm) at some samples, loaded; the last
+        :data:`KEEP` selections are kept, so clicking through cells of one heat map reads the store once."""
+        key = ("selection_values", name, tuple(int(p) for p in positions))
+        if key not in self.cache:
+            kept = [k for k in self.cache if isinstance(k, tuple) and k[0] == "selection_values"]
+            for old in kept[: max(0, len(kept) - KEEP + 1)]:
+                del self.cache[old]
+            self.cache[key] = da.isel(sample=positions).load()
+        return self.cache[key]
 
     def key_variables(self, positions: np.ndarray) -> xr.Dataset:
         """The token-identity variables (``key_*``) of some samples, loaded."""
