@@ -118,3 +118,34 @@ def test_export_writes_one_offline_file(synth, tmp_path, capsys):
     assert "cdn.bokeh.org" not in text and "<script src=" not in text.replace('<script src="data:', "")
     payloads = json.loads(text.split("window.INTERP_PAYLOADS = ", 1)[1].split(";</script>", 1)[0])
     assert "overview?store=0" in payloads
+
+
+def test_serve_prints_its_address_and_serves_the_page(synth):
+    """``interp view STORE --port 0`` as a user runs it: the address on stdout, the page and a payload there."""
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "interp.cli", "view", str(synth), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "serving 1 store(s) at http://127.0.0.1:" in line, (line, proc.stderr.read() if proc.poll() else "")
+        url = line.split(" at ", 1)[1].split()[0]
+        with urllib.request.urlopen(url, timeout=30) as r:
+            page = r.read().decode()
+        assert "window.INTERP_CONFIG" in page and "window.INTERP_PAYLOADS = " not in page
+        with urllib.request.urlopen(url + "api/overview?store=0", timeout=30) as r:
+            assert "samples done" in json.loads(r.read())["divs"]["overview_html"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
