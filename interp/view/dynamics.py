@@ -119,9 +119,10 @@ def cell(src: StoreSource, params: dict[str, str]) -> Payload:
     positions = src.positions(sel)
     heads_rows: dict[str, np.ndarray] = {}
     for var in src.heat_variables:
-        da = src.selection_values(_variable(src, var), var, positions).isel(site=si).sel(step=st)
+        da = _variable(src, var)
         if "branch" in da.dims:
             da = da.sel(branch=branch)
+        da = src.selection_values(da, f"{var}/{branch}", positions).isel(site=si).sel(step=st)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             da = da.mean([d for d in ("sample", "call") if d in da.dims], skipna=True)

@@ -71,9 +71,31 @@ def payloads(sources: Sequence[StoreSource]) -> dict[str, Any]:
     return table
 
 
+def shared_images(table: dict[str, Any]) -> dict[str, str]:
+    """Move every image (a data URI in a source's ``url`` column) into one table of assets, in place:
+    payloads then name an image as ``asset:N``, so an image shown by many payloads (the clicked cells of
+    one heat map) is in the file once. Returns the assets."""
+    assets: dict[str, str] = {}
+    ids: dict[str, str] = {}
+    for payload in table.values():
+        for data in payload.get("sources", {}).values():
+            urls = data.get("url")
+            if not urls:
+                continue
+            for i, uri in enumerate(urls):
+                if isinstance(uri, str) and uri.startswith("data:"):
+                    if uri not in ids:
+                        ids[uri] = f"asset:{len(ids)}"
+                        assets[ids[uri]] = uri
+                    urls[i] = ids[uri]
+    return assets
+
+
 def export(sources: Sequence[StoreSource], out: str | os.PathLike) -> Path:
     """Write the self-contained report; returns its path."""
     path = Path(out)
-    html = page.build([s.name for s in sources], payloads=payloads(sources), title=f"interp view: {path.stem}")
+    table = payloads(sources)
+    assets = shared_images(table)
+    html = page.build([s.name for s in sources], payloads=table, assets=assets, title=f"interp view: {path.stem}")
     path.write_text(html, encoding="utf-8")
     return path

@@ -95,8 +95,15 @@ def _select(name: str, title: str, view: str) -> Any:
     return widget
 
 
-def build(store_names: list[str], *, payloads: dict[str, Any] | None = None, title: str = "interp view") -> str:
-    """The page's HTML; with ``payloads`` (export) the script reads them instead of asking a server."""
+def build(
+    store_names: list[str],
+    *,
+    payloads: dict[str, Any] | None = None,
+    assets: dict[str, str] | None = None,
+    title: str = "interp view",
+) -> str:
+    """The page's HTML; with ``payloads`` (export) the script reads them instead of asking a server, and
+    images named ``asset:N`` in them from ``assets``."""
     from bokeh.embed import file_html
     from bokeh.layouts import column, row
     from bokeh.models import (
@@ -256,6 +263,7 @@ def build(store_names: list[str], *, payloads: dict[str, Any] | None = None, tit
     inject = f"<style>{CSS}</style>\n<script>window.INTERP_CONFIG = {_json(config)};</script>\n"
     if payloads is not None:
         inject += f"<script>window.INTERP_PAYLOADS = {_json(payloads)};</script>\n"
+        inject += f"<script>window.INTERP_ASSETS = {_json(assets or {})};</script>\n"
     inject += f"<script>\n{script}\n</script>\n"
     head, close, body = page.rpartition("</head>")  # the last: BokehJS (inlined above) spells the tag too
     return head + inject + close + body

@@ -40,7 +40,7 @@ HEAT_VARIABLES: dict[str, str] = {
 }
 
 
-KEEP = 16
+KEEP = 8
 """Loaded selections a store keeps for its views (``StoreSource.selection_values``)."""
 
 

@@ -1,5 +1,5 @@
 // interp view: applies the views' payloads to the page's Bokeh models (see interp/view/page.py).
-// window.INTERP_CONFIG = {params, resets, notes, stores}; window.INTERP_PAYLOADS (export only).
+// window.INTERP_CONFIG = {params, resets, notes, stores}; window.INTERP_PAYLOADS / INTERP_ASSETS (export only).
 (function () {
   "use strict";
   const cfg = window.INTERP_CONFIG;
@@ -40,7 +40,12 @@
 
   function apply(p) {
     {
-      for (const [n, d] of Object.entries(p.sources || {})) { const m = model(n); if (m) m.data = d; }
+      for (const [n, d] of Object.entries(p.sources || {})) {
+        const m = model(n);
+        if (!m) continue;
+        const assets = window.INTERP_ASSETS;  // export: images are named "asset:N" in the payloads
+        m.data = d.url && assets ? Object.assign({}, d, { url: d.url.map((u) => assets[u] || u) }) : d;
+      }
       for (const [n, f] of Object.entries(p.factors || {})) { const m = model(n); if (m && f.length) m.factors = f; }
       for (const [n, l] of Object.entries(p.mappers || {})) { const m = model(n); if (m) { m.low = l[0]; m.high = l[1]; } }
       for (const [n, l] of Object.entries(p.ranges || {})) { const m = model(n); if (m) { m.start = l[0]; m.end = l[1]; } }
