@@ -23,7 +23,7 @@ from interp.view.source import StoreSource
 
 VARY: dict[str, tuple[str, ...]] = {
     "dynamics": ("var", "condition", "branch", "head"),
-    "tokens": ("condition", "tag", "branch"),
+    "tokens": ("condition", "tag", "branch", "step"),
     "maps": ("step", "token"),
     "edits": ("condition", "pair"),
 }

@@ -27,7 +27,7 @@ PARAMS: dict[str, dict[str, str]] = {
         "head": "dyn_head",
     },
     "cell": {},
-    "tokens": {"condition": "tok_condition", "tag": "tok_tag", "branch": "tok_branch"},
+    "tokens": {"condition": "tok_condition", "tag": "tok_tag", "branch": "tok_branch", "step": "tok_step"},
     "maps": {
         "sample": "map_sample",
         "site": "map_site",

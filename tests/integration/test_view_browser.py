@@ -167,3 +167,21 @@ def test_export_opens_offline_with_the_same_content(tmp_path, browser, server, s
     served.tab("Edits")
     assert offline.data("edit_edited_src") == served.data("edit_edited_src")
     context.close()
+
+
+def test_token_identity_counts_the_store_sinks(page, ds):
+    """Choosing a step in the page counts that step's sinks: the share of image keys against numpy."""
+    page.tab("Token identity")
+    page.page.locator("select[name=tok_step]").select_option(label="step 1")
+    page.page.wait_for_function("window.interpView.doc.get_model_by_name('tok_html').text.includes('step 1')")
+    page.idle()
+    data = page.data("tok_src")
+    base = np.flatnonzero(_str(ds["condition"].values) == "baseline")
+    bi = [str(b) for b in ds["branch"].values].index("cond")
+    sinks = np.asarray(ds["argmax_key"].values)[base][:, 1, :, :, bi]  # (sample, call, site, head)
+    modality = np.stack([_str(ds["key_modality"].values[s, 0, bi]) for s in base])
+    is_image = np.array([[modality[i, k] == "image" for k in sinks[i].ravel()] for i in range(len(base))])
+    want = is_image.sum() / is_image.size
+    got = dict(zip(data["token"], data["count"], strict=True)).get("[image]", 0.0)
+    assert got == pytest.approx(want)
+    assert page.errors == []
