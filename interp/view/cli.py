@@ -1,4 +1,4 @@
-"""``interp view STORE [STORE ...]``: serve the explorer locally, or ``--export report.html``.
+"""interp view STORE [STORE ...]: serve the explorer of stores locally, or write one HTML report (--export).
 
 Design
 ------
