@@ -95,7 +95,11 @@ def markdown(res: dict) -> str:
             f"{'' if first is None else f'{first:.1f}'} |"
         )
     lines.append("")
-    for key in ("ratio_compiled_trace_to_compiled_plain", "ratio_eager_trace_to_eager_plain"):
+    for key in (
+        "ratio_compiled_trace_to_compiled_plain",
+        "ratio_eager_trace_to_eager_plain",
+        "ratio_compiled_plain_to_eager_plain",
+    ):
         if key in res:
             lines.append(f"- {key}: median {res[key]['median']:.3f}, min {res[key]['min']:.3f}")
     if "bit_identical_compiled" in res:
