@@ -56,7 +56,7 @@ def t5_layout(tokenizer: Any, text: str, max_length: int, encoder: str = "T5") -
 
 class SD3Adapter(Adapter):
     name = "sd3"
-    pipeline_classes = ("StableDiffusion3Pipeline",)
+    pipeline_classes = ("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline")
     denoiser_attr = "transformer"
     processors = ("JointAttnProcessor2_0", "FusedJointAttnProcessor2_0")
     prompt_embeds = PROMPT_EMBEDS_4
