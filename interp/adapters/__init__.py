@@ -10,13 +10,21 @@ from __future__ import annotations
 from typing import Any
 
 from interp.adapters.base import Adapter, SiteInfo, TokenLayout
+from interp.adapters.chroma import ChromaAdapter
 from interp.adapters.flux import FluxAdapter
 from interp.adapters.organism import OrganismAdapter
 from interp.adapters.pixart import PixArtAdapter
 from interp.adapters.sd3 import SD3Adapter
 from interp.adapters.sdxl import SDXLAdapter
 
-ADAPTERS: list[type[Adapter]] = [SD3Adapter, SDXLAdapter, FluxAdapter, PixArtAdapter, OrganismAdapter]
+ADAPTERS: list[type[Adapter]] = [
+    SD3Adapter,
+    SDXLAdapter,
+    FluxAdapter,
+    PixArtAdapter,
+    OrganismAdapter,
+    ChromaAdapter,
+]
 
 
 class UnsupportedPipeline(TypeError):
