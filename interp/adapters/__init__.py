@@ -14,6 +14,7 @@ from interp.adapters.chroma import ChromaAdapter
 from interp.adapters.flux import FluxAdapter
 from interp.adapters.organism import OrganismAdapter
 from interp.adapters.pixart import PixArtAdapter
+from interp.adapters.sana import SanaAdapter
 from interp.adapters.sd3 import SD3Adapter
 from interp.adapters.sdxl import SDXLAdapter
 
@@ -24,6 +25,7 @@ ADAPTERS: list[type[Adapter]] = [
     PixArtAdapter,
     OrganismAdapter,
     ChromaAdapter,
+    SanaAdapter,
 ]
 
 
