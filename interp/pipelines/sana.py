@@ -95,5 +95,7 @@ def build(variant: str = "sana", *, dtype: torch.dtype = torch.float32) -> SanaP
         algorithm_type="dpmsolver++",
         solver_order=2,
     )
-    pipe = SanaPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler)
+    pipe = SanaPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
+    )
     return components.finish(pipe, dtype)
