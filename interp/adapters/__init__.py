@@ -12,6 +12,7 @@ from typing import Any
 from interp.adapters.base import Adapter, SiteInfo, TokenLayout
 from interp.adapters.chroma import ChromaAdapter
 from interp.adapters.flux import FluxAdapter
+from interp.adapters.flux2 import Flux2Adapter
 from interp.adapters.organism import OrganismAdapter
 from interp.adapters.pixart import PixArtAdapter
 from interp.adapters.sana import SanaAdapter
@@ -26,6 +27,7 @@ ADAPTERS: list[type[Adapter]] = [
     OrganismAdapter,
     ChromaAdapter,
     SanaAdapter,
+    Flux2Adapter,
 ]
 
 
