@@ -15,6 +15,7 @@ from interp.adapters.flux import FluxAdapter
 from interp.adapters.flux2 import Flux2Adapter
 from interp.adapters.organism import OrganismAdapter
 from interp.adapters.pixart import PixArtAdapter
+from interp.adapters.qwenimage import QwenImageAdapter
 from interp.adapters.sana import SanaAdapter
 from interp.adapters.sd3 import SD3Adapter
 from interp.adapters.sdxl import SDXLAdapter
@@ -28,6 +29,7 @@ ADAPTERS: list[type[Adapter]] = [
     ChromaAdapter,
     SanaAdapter,
     Flux2Adapter,
+    QwenImageAdapter,
 ]
 
 

@@ -49,6 +49,15 @@ from interp.sites.select import resolve_sites
 from interp.statistics import KERNEL_STATISTICS
 
 
+def _prefix_related(a: tuple[Tensor, Tensor, Tensor], b: tuple[Tensor, Tensor, Tensor]) -> bool:
+    """Whether two map selections (heads, rows, cols) agree on every index they share."""
+    for x, y in zip(a, b, strict=True):
+        n = min(x.numel(), y.numel())
+        if not torch.equal(x[:n].cpu(), y[:n].cpu()):
+            return False
+    return True
+
+
 @dataclass(frozen=True)
 class SiteRequest:
     """Everything one site must compute: its statistics' records and their merged options."""
@@ -159,12 +168,12 @@ class Observer:
         self.branch_names = list(branch_names)
         self.buffer = TraceBuffer()
         self.layouts: dict[tuple[str, str], TokenLayout] = {}
-        self._rows: dict[tuple[str, str, str], Tensor] = {}
-        self._streams: dict[tuple[str, str], dict[str, Tensor]] = {}  # built once: no host sync per call
+        self._rows: dict[tuple[str, str, str, str, int], Tensor] = {}
+        self._streams: dict[tuple[str, str, str, int], dict[str, Tensor]] = {}  # built once: no host sync per call
         # edit selectors' candidate keys, built once likewise (the session's cache when given)
         self._candidates: dict[tuple, Tensor] = {} if candidates is None else candidates
         self.site_shapes: dict[str, tuple[int, int]] = {}
-        self.map_index: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
+        self.map_index: dict[tuple[str, str, int], tuple[Tensor, Tensor, Tensor]] = {}
         self.captured: dict[tuple[str, int, int], dict[str, Any]] = {}  # (site, step, call) -> v, out
         # what the kernels learn once per shape, for this trace only (the session's when given)
         self.kernel_cache = KernelCache() if kernel_cache is None else kernel_cache
@@ -184,10 +193,17 @@ class Observer:
             self.layouts[key] = lay
         return self.layouts[key]
 
+    def _call_branch(self) -> str:
+        """The branch whose layout gives this call's query rows: the call's own (the branches of one call
+        may differ in length, Qwen-Image's cond and uncond texts; rows of one batch share a length)."""
+        branches = getattr(self.clock, "branches", None)
+        return branches[-1] if branches else self.branch_names[-1]
+
     def query_rows(self, site: SiteInfo, queries: str, n_query: int, device: torch.device) -> Tensor:
-        key = (site.path, queries, str(device))
+        branch = self._call_branch()
+        key = (site.path, queries, str(device), branch, n_query)
         if key not in self._rows:
-            modality = self.layout(site.query_layout, self.branch_names[-1], n_query).modality
+            modality = self.layout(site.query_layout, branch, n_query).modality
             if queries == "all":
                 keep = np.ones(n_query, bool)
             elif queries in (IMAGE, TEXT):
@@ -212,7 +228,8 @@ class Observer:
 
     def map_selection(self, site: SiteInfo, rec: Record, call: SDPACall) -> tuple[Tensor, Tensor, Tensor]:
         """Heads, query rows and key columns of a ``maps`` record at this site (kept for the store)."""
-        if site.path not in self.map_index:
+        key = (site.path, self._call_branch(), int(call.k.shape[-2]))
+        if key not in self.map_index:
             dev = call.q.device
             n_heads, nq, nk = call.q.shape[1], call.q.shape[-2], call.k.shape[-2]
             heads = list(range(n_heads)) if rec.heads is None else list(rec.heads)
@@ -220,20 +237,37 @@ class Observer:
                 raise PlanError(f"maps at {site.path}: head {max(heads)} requested, the site has {n_heads}")
             rows = self.query_rows(site, rec.queries, nq, dev)
             if isinstance(rec.keys, str):
-                modality = self.layout(site.key_layout, self.branch_names[-1], nk).modality
+                modality = self.layout(site.key_layout, self._call_branch(), nk).modality
                 cols = np.arange(nk) if rec.keys == "all" else np.flatnonzero(modality == rec.keys)
             else:
                 cols = np.asarray(rec.keys)
                 if cols.max() >= nk:
                     raise PlanError(f"maps at {site.path}: key {cols.max()} requested, the site has {nk} keys")
-            self.map_index[site.path] = (torch.as_tensor(heads, device=dev), rows, torch.as_tensor(cols, device=dev))
-        return self.map_index[site.path]
+            entry = (torch.as_tensor(heads, device=dev), rows, torch.as_tensor(cols, device=dev))
+            for (path, _, _), other in self.map_index.items():
+                if path == site.path and not _prefix_related(other, entry):
+                    raise PlanError(
+                        f"maps at {site.path}: this call's branch has {nk} keys and another's a different key "
+                        "count, so the map columns would name different tokens; record maps with keys='all' "
+                        "or only in calls of one branch (this pipeline's CFG branches differ in text length)"
+                    )
+            self.map_index[key] = entry
+        return self.map_index[key]
+
+    def map_index_by_site(self) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
+        """The map selection of each site for the store: the longest one where branches differ in key count
+        (their columns are then prefixes of one another, checked in ``map_selection``)."""
+        out: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
+        for (path, _, _), entry in self.map_index.items():
+            if path not in out or sum(t.numel() for t in entry) > sum(t.numel() for t in out[path]):
+                out[path] = entry
+        return out
 
     def stream_rows(self, site: SiteInfo, n_query: int, device: torch.device) -> dict[str, Tensor]:
-        key = (site.path, str(device))
+        key = (site.path, str(device), self._call_branch(), n_query)
         if key not in self._streams:
             used = self.query_rows(site, "used", n_query, device)
-            modality = self.layout(site.query_layout, self.branch_names[-1], n_query).modality
+            modality = self.layout(site.query_layout, self._call_branch(), n_query).modality
             mod = torch.as_tensor(modality[used.cpu().numpy()] == IMAGE, device=device)
             self._streams[key] = {IMAGE: used[mod], TEXT: used[~mod]}
         return self._streams[key]
