@@ -13,6 +13,7 @@ from interp.adapters.base import Adapter, SiteInfo, TokenLayout
 from interp.adapters.chroma import ChromaAdapter
 from interp.adapters.flux import FluxAdapter
 from interp.adapters.flux2 import Flux2Adapter
+from interp.adapters.generic import GenericAdapter
 from interp.adapters.organism import OrganismAdapter
 from interp.adapters.pixart import PixArtAdapter
 from interp.adapters.qwenimage import QwenImageAdapter
@@ -30,6 +31,7 @@ ADAPTERS: list[type[Adapter]] = [
     SanaAdapter,
     Flux2Adapter,
     QwenImageAdapter,
+    GenericAdapter,  # last: it matches any transformer with a known SDPA processor
 ]
 
 

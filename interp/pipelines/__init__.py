@@ -47,7 +47,9 @@ def tiny(name: str = "sd3", *, dtype: torch.dtype = torch.float32) -> DiffusionP
 
 def tiny_call_kwargs(name: str = "sd3") -> dict:
     """Keyword arguments for a fast call of ``tiny(name)`` (a fresh dict; add prompt, generator, ...)."""
-    module, _ = _module(name)
+    module, variant = _module(name)
+    if hasattr(module, "call_kwargs"):  # a module of several variants with their own call arguments
+        return module.call_kwargs(variant)
     return dict(module.FAST_CALL_KWARGS)
 
 
