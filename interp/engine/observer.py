@@ -174,6 +174,7 @@ class Observer:
         self._candidates: dict[tuple, Tensor] = {} if candidates is None else candidates
         self.site_shapes: dict[str, tuple[int, int]] = {}
         self.map_index: dict[tuple[str, str, int], tuple[Tensor, Tensor, Tensor]] = {}
+        self._map_bytes: dict[Record, int] = {}
         self.captured: dict[tuple[str, int, int], dict[str, Any]] = {}  # (site, step, call) -> v, out
         # what the kernels learn once per shape, for this trace only (the session's when given)
         self.kernel_cache = KernelCache() if kernel_cache is None else kernel_cache
@@ -251,8 +252,26 @@ class Observer:
                         "count, so the map columns would name different tokens; record maps with keys='all' "
                         "or only in calls of one branch (this pipeline's CFG branches differ in text length)"
                     )
+            self._guard_unplanned_maps(site, rec, call, entry)
             self.map_index[key] = entry
         return self.map_index[key]
+
+    def _guard_unplanned_maps(self, site: SiteInfo, rec: Record, call: SDPACall, entry: tuple) -> None:
+        """The maps size guard at the first call, for sites whose layout could not be planned (the
+        check before generation, ``interp.maps_budget``, skips them): refuse before anything is stored."""
+        planned = self.adapter.planned_layout(self.pipe, site.key_layout, self.texts.get("cond"), self.call_kwargs)
+        if planned is not None:
+            return
+        heads, rows, cols = entry
+        steps = len(rec.steps) if rec.steps is not None else max(int(getattr(self.clock, "n_steps", 1) or 1), 1)
+        size = steps * int(call.q.shape[0]) * heads.numel() * rows.numel() * cols.numel() * 4
+        self._map_bytes[rec] = self._map_bytes.get(rec, 0) + size
+        if self._map_bytes[rec] > rec.max_mb * 2**20:
+            raise PlanError(
+                f"the attention maps requested need at least {self._map_bytes[rec] / 2**20:.1f} MiB (known at "
+                f"{site.path}'s first call: this adapter cannot predict its layouts), over the budget of "
+                f"{rec.max_mb:.1f} MiB: choose fewer sites, steps, heads, queries or keys, or raise max_mb="
+            )
 
     def map_index_by_site(self) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
         """The map selection of each site for the store: the longest one where branches differ in key count
