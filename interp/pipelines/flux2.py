@@ -41,7 +41,7 @@ def qwen3_encoder(tag: str, tokenizer, *, hidden_size: int = 16, num_layers: int
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=True,
-        attn_implementation="eager",
+        attn_implementation="sdpa",  # what from_pretrained picks: a saved copy computes the same
     )
     with components.seeded(tag):
         return Qwen3ForCausalLM(config)

@@ -62,7 +62,7 @@ def qwen25vl_encoder(tag: str, tokenizer, *, hidden_size: int = 32) -> Qwen2_5_V
         video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"),
         vision_end_token_id=ids("<|vision_end|>"),
-        attn_implementation="eager",
+        attn_implementation="sdpa",  # what from_pretrained picks: a saved copy computes the same
     )
     with components.seeded(tag):
         return Qwen2_5_VLForConditionalGeneration(config)
