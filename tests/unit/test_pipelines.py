@@ -9,7 +9,13 @@ from importlib import resources
 import pytest
 import torch
 from diffusers import (
+    AuraFlowPipeline,
+    ChromaPipeline,
+    Flux2KleinPipeline,
     FluxPipeline,
+    Lumina2Pipeline,
+    QwenImagePipeline,
+    SanaPipeline,
     PixArtSigmaPipeline,
     StableDiffusion3Pipeline,
     StableDiffusionXLPipeline,
@@ -24,6 +30,12 @@ EXPECTED_CLASS = {
     "sdxl": StableDiffusionXLPipeline,
     "flux": FluxPipeline,
     "pixart": PixArtSigmaPipeline,
+    "chroma": ChromaPipeline,
+    "sana": SanaPipeline,
+    "flux2-klein": Flux2KleinPipeline,
+    "qwenimage": QwenImagePipeline,
+    "auraflow": AuraFlowPipeline,
+    "lumina2": Lumina2Pipeline,
 }
 
 
@@ -48,7 +60,7 @@ def tokenizer_definition(tok) -> dict:
 
 def generate(pipe, name: str, steps: int = 2) -> torch.Tensor:
     kwargs = pipelines.tiny_call_kwargs(name) | {"num_inference_steps": steps}
-    return pipe("a photo of a cat", generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs).images
+    return pipe(prompt="a photo of a cat", generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs).images
 
 
 def test_supported_list_is_complete():
