@@ -253,5 +253,11 @@ class Adapter:
         """A site module's output as {stream: (batch, tokens, channels)} after the output projection."""
         raise NotImplementedError
 
+    def key_capacity(self, pipe: Any, call_kwargs: dict[str, Any]) -> int | None:
+        """The most keys a site can see in a call with these arguments, whatever the prompt, where the
+        key count depends on the prompt (unpadded text); None: every prompt gives the same counts. A
+        sweep store sizes its ``key`` axis with it."""
+        return None
+
     def uses_cfg(self, pipe: Any) -> bool:
         return bool(getattr(pipe, "do_classifier_free_guidance", False))

@@ -129,6 +129,15 @@ class QwenImageAdapter(Adapter):
         txt = qwen_template_layout(pipe, text, int(call_kwargs.get("max_sequence_length") or default))
         return TokenLayout.concat([txt, image_layout(rows, cols)])
 
+    def key_capacity(self, pipe: Any, call_kwargs: dict[str, Any]) -> int | None:
+        """Text is not padded: at most ``max_sequence_length`` (and the tokenizer's cut) text keys."""
+        s = pipe.vae_scale_factor
+        rows = int(call_kwargs.get("height") or pipe.default_sample_size * s) // (s * 2)
+        cols = int(call_kwargs.get("width") or pipe.default_sample_size * s) // (s * 2)
+        default = inspect.signature(type(pipe).__call__).parameters["max_sequence_length"].default
+        n_text = min(int(call_kwargs.get("max_sequence_length") or default), pipe.tokenizer_max_length)
+        return n_text + rows * cols
+
     def split_output(self, site: SiteInfo, output: Any) -> dict[str, torch.Tensor]:
         streams = {IMAGE: output[0]}
         if TEXT not in site.unused_query_streams:

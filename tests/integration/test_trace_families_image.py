@@ -287,3 +287,63 @@ def test_save_pretrained_then_load(pipes, name, tmp_path):
             setattr(loaded, attr, getattr(pipe, attr))  # an instance attribute the builders set
     loaded.set_progress_bar_config(disable=True)
     assert torch.equal(plain(loaded, **kw), plain(pipe, **kw))
+
+
+SWEEP = """
+version = 1
+name = "families"
+store = "unused.zarr"
+[model]
+id = "tiny:{name}"
+[sampler]
+steps = 2
+{sampler}
+[prompts]
+source = "geneval"
+n = 2
+subset_seed = 1
+[run]
+progress = false
+[[records]]
+stats = ["mass", "entropy"]
+layers = "all"
+[[conditions]]
+name = "baseline"
+[[conditions]]
+name = "top1"
+[[conditions.plan]]
+fn = "mask_topk"
+layer = 0
+k = 1
+"""
+SAMPLERS = {
+    "chroma": "guidance_scale = 4.0\nheight = 64\nwidth = 64\nmax_sequence_length = 16",
+    "sana": 'guidance_scale = 4.5\nheight = 32\nwidth = 32\nmax_sequence_length = 16\nnegative_prompt = "blurry photo"\ncall_kwargs = { use_resolution_binning = false }',
+    "flux2-klein": "guidance_scale = 4.0\nheight = 64\nwidth = 64\nmax_sequence_length = 16",
+    "qwenimage": 'height = 64\nwidth = 64\nmax_sequence_length = 24\nnegative_prompt = "blurry photo"\ncall_kwargs = { true_cfg_scale = 4.0 }',
+    "auraflow": "guidance_scale = 3.5\nheight = 64\nwidth = 64\nmax_sequence_length = 16",
+    "lumina2": "guidance_scale = 4.0\nheight = 128\nwidth = 128\nmax_sequence_length = 16",
+}
+
+
+@pytest.mark.parametrize("name", ["sana", "qwenimage", "auraflow"])
+def test_a_sweep_runs_every_sample_and_condition(pipes, name, tmp_path):
+    import tomllib
+
+    from interp.sweep import parse_config, run
+
+    cfg = parse_config(tomllib.loads(SWEEP.format(name=name, sampler=SAMPLERS[name])), base_dir=tmp_path)
+    result = run(cfg, store=tmp_path / "s.zarr", pipe=pipes(name), progress=False, log=lambda s: None)
+    assert result.n_samples == 4 and result.generated == 4
+    ds = interp.open_store(tmp_path / "s.zarr")
+    assert ds.sizes["sample"] == 4 and set(ds.condition.values) == {"baseline", "top1"}
+    assert np.isfinite(ds.entropy.values[~np.isnan(ds.entropy.values)]).all()
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_demo_runs_on_the_built_in(name, tmp_path, capsys):
+    from interp.cli import main
+
+    store = tmp_path / "demo.zarr"
+    assert main(["demo", "--model", name, "--prompts", "1", "--steps", "2", "--store", str(store)]) == 0
+    assert "1 samples" in capsys.readouterr().out

@@ -60,7 +60,9 @@ def tokenizer_definition(tok) -> dict:
 
 def generate(pipe, name: str, steps: int = 2) -> torch.Tensor:
     kwargs = pipelines.tiny_call_kwargs(name) | {"num_inference_steps": steps}
-    return pipe(prompt="a photo of a cat", generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs).images
+    return pipe(
+        prompt="a photo of a cat", generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs
+    ).images
 
 
 def test_supported_list_is_complete():
