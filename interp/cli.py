@@ -28,7 +28,20 @@ from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 
-DEMO_MODELS = ("organism", "sd3", "sd3.5", "sdxl", "flux", "pixart")
+DEMO_MODELS = (
+    "organism",
+    "sd3",
+    "sd3.5",
+    "sdxl",
+    "flux",
+    "pixart",
+    "chroma",
+    "sana",
+    "flux2-klein",
+    "qwenimage",
+    "auraflow",
+    "lumina2",
+)
 """``--model`` choices: the organism and ``interp.pipelines.SUPPORTED_TINY`` (kept equal by a test,
 spelled out here so that ``--help`` does not import the pipelines)."""
 

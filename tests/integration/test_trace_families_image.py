@@ -318,9 +318,15 @@ k = 1
 """
 SAMPLERS = {
     "chroma": "guidance_scale = 4.0\nheight = 64\nwidth = 64\nmax_sequence_length = 16",
-    "sana": 'guidance_scale = 4.5\nheight = 32\nwidth = 32\nmax_sequence_length = 16\nnegative_prompt = "blurry photo"\ncall_kwargs = { use_resolution_binning = false }',
+    "sana": (
+        'guidance_scale = 4.5\nheight = 32\nwidth = 32\nmax_sequence_length = 16\nnegative_prompt = "blurry photo"\n'
+        "call_kwargs = { use_resolution_binning = false }"
+    ),
     "flux2-klein": "guidance_scale = 4.0\nheight = 64\nwidth = 64\nmax_sequence_length = 16",
-    "qwenimage": 'height = 64\nwidth = 64\nmax_sequence_length = 24\nnegative_prompt = "blurry photo"\ncall_kwargs = { true_cfg_scale = 4.0 }',
+    "qwenimage": (
+        'height = 64\nwidth = 64\nmax_sequence_length = 24\nnegative_prompt = "blurry photo"\n'
+        "call_kwargs = { true_cfg_scale = 4.0 }"
+    ),
     "auraflow": "guidance_scale = 3.5\nheight = 64\nwidth = 64\nmax_sequence_length = 16",
     "lumina2": "guidance_scale = 4.0\nheight = 128\nwidth = 128\nmax_sequence_length = 16",
 }

@@ -14,9 +14,9 @@ from diffusers import (
     Flux2KleinPipeline,
     FluxPipeline,
     Lumina2Pipeline,
+    PixArtSigmaPipeline,
     QwenImagePipeline,
     SanaPipeline,
-    PixArtSigmaPipeline,
     StableDiffusion3Pipeline,
     StableDiffusionXLPipeline,
 )
