@@ -50,6 +50,7 @@ class SiteInfo:
     key_layout: str
     query_layout: str
     unused_query_streams: tuple[str, ...] = ()
+    linear: bool = False  # ReLU linear attention (SANA): observed at its two matmuls, not at SDPA
 
 
 @dataclass
@@ -178,6 +179,7 @@ class Adapter:
     timestep_scale: float = 1.0  # the denoiser receives scheduler timesteps divided by this
     processors: tuple[str, ...] = ()
     dispatch_processors: tuple[str, ...] = ()
+    linear_processors: tuple[str, ...] = ()  # ReLU linear attention processors (``SiteInfo.linear`` sites)
     prompt_embeds: tuple[str | None, ...] | None = None
     tiny_module: str | None = None
     tiny_variants: tuple[str, ...] = ()

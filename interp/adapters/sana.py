@@ -98,6 +98,7 @@ class SanaAdapter(Adapter):
     pipeline_classes = ("SanaPipeline",)
     denoiser_attr = "transformer"
     processors = ("SanaAttnProcessor2_0",)
+    linear_processors = ("SanaLinearAttnProcessor2_0",)
     prompt_embeds = None  # encode_prompt returns masks the call must get back: sweeps pass the text
     tiny_module = "sana"
     tiny_variants = ("sana",)
@@ -105,6 +106,9 @@ class SanaAdapter(Adapter):
     def sites(self, pipe: Any) -> list[SiteInfo]:
         out = []
         for i, block in enumerate(pipe.transformer.transformer_blocks):
+            out.append(
+                SiteInfo(f"transformer_blocks.{i}.attn1", i, "linear", False, IMAGE_LAYOUT, IMAGE_LAYOUT, linear=True)
+            )
             if getattr(block, "attn2", None) is not None:
                 out.append(SiteInfo(f"transformer_blocks.{i}.attn2", i, "cross", True, GEMMA_LAYOUT, IMAGE_LAYOUT))
         return out
@@ -117,7 +121,8 @@ class SanaAdapter(Adapter):
     def groups(self, sites: Any) -> dict[str, list[str]]:
         groups = super().groups(sites)
         groups["cross"] = [s.path for s in sites if s.kind == "cross"]
-        return groups
+        groups["linear"] = [s.path for s in sites if s.kind == "linear"]
+        return {k: v for k, v in groups.items() if v}
 
     def layout(
         self,

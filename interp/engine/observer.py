@@ -40,11 +40,12 @@ from interp.edits.runtime import EditResult, apply_edits
 from interp.edits.select import candidates_of
 from interp.edits.spec import Edit, in_window
 from interp.kernels.cache import KernelCache
+from interp.kernels.linear import linear_attention_map, linear_attention_stats
 from interp.kernels.lse_path import compute_stats
 from interp.kernels.reference import StatRequest, activation_norms, attention_map, mask_to_bias
 from interp.kernels.transfer import to_host
 from interp.plan import Plan, PlanError, Record
-from interp.sites.intercept import SDPACall
+from interp.sites.intercept import LinearCall, SDPACall
 from interp.sites.select import resolve_sites
 from interp.statistics import KERNEL_STATISTICS
 
@@ -98,6 +99,18 @@ def site_requests(plan: Plan, sites: Sequence[SiteInfo], adapter: Adapter) -> li
     for ei, e in enumerate(plan.edits):
         for site in resolve_sites(e.scope.layers, sites, adapter):
             per_site_edits[site.path].append((ei, e))
+    for site in sites:
+        if not site.linear:
+            continue
+        if per_site_edits.get(site.path):
+            names = ", ".join(e.name for _, e in per_site_edits[site.path])
+            raise PlanError(
+                f"edit {names} at {site.path}: edits of linear-attention sites are not supported by the trace "
+                "engine (interp.kernels.linear.linear_attention_output computes an edited output exactly); "
+                "edit the softmax sites (group 'cross') or leave the linear ones out of layers="
+            )
+        if any("capture" in r.stats for r in per_site.get(site.path, ())):
+            raise PlanError(f"'capture' at {site.path}: a linear-attention site has no softmax call to capture")
     chosen = [s for s in sites if s.path in per_site or s.path in per_site_edits]
     return [
         SiteRequest(s, i, tuple(per_site.get(s.path, ())), tuple(per_site_edits.get(s.path, ())))
@@ -351,6 +364,38 @@ class Observer:
                 self._records(req, call, original, None, views=("before",))
             self._records(req, call, edited.output, edited, views=("after",))
             return edited.output
+
+    def on_linear(self, path: str, call: LinearCall) -> None:
+        """A linear-attention call (``interp.kernels.linear``): its statistics and maps over the exact
+        matrix A_ij = relu(q_i).relu(k_j) / (sum_j' relu(q_i).relu(k_j') + eps); it cannot be edited."""
+        req = self.requests[path]
+        site = req.site
+        self.site_shapes[path] = (int(call.q.shape[1]), int(call.k.shape[-2]))
+        for branch in set(self.clock.branches):
+            self.layout(site.key_layout, branch, call.k.shape[-2])
+        step, ccall, br = self.clock.step, self.clock.call, self.branch_index()
+        with torch.no_grad():
+            for rec in req.records:
+                if not self._in_scope(rec):
+                    continue
+                wanted = [v for v in ("before", "after") if rec.view in (v, "both")]
+                results: dict[str, Tensor] = {}
+                sreq = req.request_for(rec)
+                if sreq.any:
+                    rows = self.query_rows(site, rec.queries, call.q.shape[-2], call.q.device)
+                    results = linear_attention_stats(call.q, call.k, query_rows=rows, request=sreq)
+                if "maps" in rec.stats:
+                    heads, rows, cols = self.map_selection(site, rec, call)
+                    results["attn_map"] = linear_attention_map(
+                        call.q, call.k, query_rows=rows, key_cols=cols, heads=heads
+                    )
+                if "act_norms" in rec.stats and "pre_out" in rec.where:
+                    streams = self.stream_rows(site, call.q.shape[-2], call.q.device)
+                    results["act_pre_max"], results["act_pre_p95"] = activation_norms(call.out, streams, rec.ord)
+                for view in wanted:
+                    suffix = "" if view == "after" else "_before"
+                    for var, val in results.items():
+                        self.buffer.add(var + suffix, step, ccall, req.index, br, val)
 
     def _forward(self, req: SiteRequest, call: SDPACall) -> tuple[Tensor, Tensor | None]:
         """The unedited kernel call, bit for bit; on CUDA also its log-sum-exp when a record can use it

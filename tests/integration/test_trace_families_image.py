@@ -16,6 +16,7 @@ import interp
 from interp import record, tracer
 from interp.adapters import adapter_for
 from interp.adapters.generic import GenericAdapter
+from interp.adapters.sana import SanaAdapter, linear_qk
 from interp.edits import presets
 from interp.plan import PlanError
 from tests.integration.test_trace_architectures import Capture, hook_state, softmax_double
@@ -71,7 +72,8 @@ def assert_clean(pipe, before, processors):
 
 
 def two_sites(pipe):
-    sites = adapter_for(pipe).sites(pipe)
+    """The first and last softmax sites (SANA's linear sites have their own test)."""
+    sites = [s for s in adapter_for(pipe).sites(pipe) if not s.linear]
     return [sites[0].path, sites[-1].path]
 
 
@@ -353,3 +355,46 @@ def test_demo_runs_on_the_built_in(name, tmp_path, capsys):
     store = tmp_path / "demo.zarr"
     assert main(["demo", "--model", name, "--prompts", "1", "--steps", "2", "--store", str(store)]) == 0
     assert "1 samples" in capsys.readouterr().out
+
+
+def test_sana_linear_sites_are_traced_exactly_and_refuse_edits(pipes):
+    """The linear self-attention sites: statistics and maps over the float64 materialised matrix built from
+    relu(q), relu(k) of each call's input (read by a hook of the test), bit-identical images."""
+    pipe = pipes("sana")
+    kw = call_kwargs("sana")
+    path = SanaAdapter.linear_sites(pipe)[1]
+    attn = pipe.transformer.get_submodule(path)
+    inputs = []
+    handle = attn.register_forward_hook(
+        lambda m, a, kwa, o: inputs.append(a[0] if a else kwa["hidden_states"]), with_kwargs=True
+    )
+    try:
+        want = plain(pipe, **kw)
+    finally:
+        handle.remove()
+
+    def plan():
+        record(*STATS, layers="linear", top=4, k=3)
+        record("maps", layers=[path], heads=[1], queries="all")
+
+    t = traced(pipe, plan, **kw)
+    assert torch.equal(t.output.images, want)
+    ds = t.stats.sel(site=path)
+    assert str(ds.site_kind.values) == "linear"
+    for step, x in enumerate(inputs):
+        with torch.no_grad():
+            q, k = linear_qk(attn, x)
+        s = q.double() @ k.double().transpose(-1, -2)
+        a = s / (s.sum(-1, keepdim=True) + 1e-15)
+        m = a.mean(2)
+        ent = (-torch.special.xlogy(a, a).sum(-1)).mean(-1)
+        qtk = a.sort(-1, descending=True).values[..., :3].sum(-1).mean(-1)
+        for b, branch in enumerate(["uncond", "cond"]):
+            g = ds.isel(step=step, call=0).sel(branch=branch).isel(head=slice(0, q.shape[1]))
+            np.testing.assert_allclose(g.mass_per_key.values[:, : k.shape[2]], m[b].numpy(), rtol=1e-5, atol=1e-9)
+            np.testing.assert_allclose(g.entropy.values, ent[b].numpy(), rtol=1e-5)
+            np.testing.assert_allclose(g.query_topk.values, qtk[b].numpy(), rtol=1e-5)
+            got = g.attn_map.values[0, : q.shape[2], : k.shape[2]]
+            np.testing.assert_allclose(got, a[b, 1].numpy(), rtol=1e-5, atol=1e-9)
+    with pytest.raises(PlanError, match="linear-attention sites"):
+        traced(pipe, lambda: presets.mask_topk(layer=path, k=1), **kw)
