@@ -2,14 +2,16 @@
 
 Sites. Each block of ``transformer_blocks`` holds ``attn1``, linear attention
 (``SanaLinearAttnProcessor2_0``: ``A_ij = relu(q_i).relu(k_j) / (sum_j' relu(q_i).relu(k_j') + 1e-15)``,
-computed as ``(V K^T) Q`` without SDPA), and ``attn2``, softmax cross-attention from the image to the
-caption (``SanaAttnProcessor2_0``, which ends in ``F.scaled_dot_product_attention``). The traced sites
-(``sites``) are the ``attn2`` cross-attentions (kind ``cross``; a bare integer addresses the block's
-``attn2``; groups ``all`` and ``cross``). The linear ``attn1`` sites are listed by ``linear_sites``;
-their exact statistics and key edits are in ``interp.kernels.linear`` (incoming mass without
-materialising the matrix, entropy over query chunks, removing a key from numerator and denominator),
-applied to the ``relu(q)``, ``relu(k)`` that :func:`linear_qk` reads from a module's input exactly as the
-processor computes them. The trace engine intercepts SDPA only, so ``trace`` records the cross-attention.
+computed as ``(V K^T) Q`` without SDPA; kind ``linear``, ``SiteInfo.linear``), and ``attn2``, softmax
+cross-attention from the image to the caption (``SanaAttnProcessor2_0``, which ends in
+``F.scaled_dot_product_attention``; kind ``cross``). A bare integer addresses the block's ``attn2``;
+groups ``all``, ``cross``, ``linear``. The engine observes a linear site at its processor's two
+``torch.matmul`` calls (``interp.sites.intercept.LinearInterceptor``) and computes its statistics, maps
+and pre-output norms exactly over A (``interp.kernels.linear``: incoming mass without materialising the
+matrix, entropy over query chunks); edits of linear sites are refused before generation
+(``interp.kernels.linear.linear_attention_output`` computes an edited output: a removed key leaves
+numerator and denominator). :func:`linear_qk` reads relu(q), relu(k) from a module's input exactly as the
+processor computes them.
 
 Token layouts. ``image``: patches row-major (``PatchEmbed``), grid = latent size / ``patch_size``.
 ``gemma``: the caption keys. The positive prompt is prefixed with the pipeline's complex human
