@@ -398,3 +398,9 @@ def test_sana_linear_sites_are_traced_exactly_and_refuse_edits(pipes):
             np.testing.assert_allclose(got, a[b, 1].numpy(), rtol=1e-5, atol=1e-9)
     with pytest.raises(PlanError, match="linear-attention sites"):
         traced(pipe, lambda: presets.mask_topk(layer=path, k=1), **kw)
+
+
+def test_demo_choices_are_the_built_ins():
+    from interp.cli import DEMO_MODELS
+
+    assert ("organism", *interp.pipelines.SUPPORTED_TINY) == DEMO_MODELS
