@@ -37,6 +37,7 @@ DEMO_MODELS = (
     "pixart",
     "chroma",
     "sana",
+    "flux2",
     "flux2-klein",
     "qwenimage",
     "auraflow",

@@ -7,14 +7,17 @@ and MLP fused in one module over ``[text, image]``; its output is that one seque
 diffusers' attention dispatcher (native backend: SDPA). Numbering, groups and the discarded text rows
 of the last single block are Flux's (``interp.adapters.flux``).
 
-Token layout ``joint``: ``[text max_sequence_length, image patches]``. Flux.2 [klein] encodes the
+Token layout ``joint``: ``[text max_sequence_length, image patches]``. Flux.2 [dev] (``Flux2Pipeline``)
+encodes the pipeline's system message and the prompt in Mistral-3's chat template (``<s>`` BOS,
+``[/INST]`` closing the user turn as EOS). Flux.2 [klein] encodes the
 prompt with a Qwen3 LM (``Flux2KleinPipeline``): the prompt in Qwen's chat template (user turn,
 generation prompt, empty think block) padded to ``max_sequence_length``; every position is a key (the
 transformer gets no text mask), so padding is ``is_pad`` but ``valid``; ``is_eos`` marks the
 ``<|im_end|>`` that closes the user turn; template tokens are told apart by their strings
 (``<|im_start|>``, ``user``, ...). Image rows and columns come from the (t, h, w, l) ``img_ids``.
 
-Branches. Guidance is real CFG unless the checkpoint is distilled: the positive prompt's call first,
+Branches. [dev] is guidance-distilled: one call per step (``cond``). [klein]'s guidance is real CFG unless the
+checkpoint is distilled: the positive prompt's call first,
 then the empty negative prompt's (call 0 ``cond``, call 1 ``uncond``).
 """
 
@@ -48,13 +51,46 @@ def chat_layout(tokenizer: Any, text: str, max_length: int, encoder: str, **temp
     return lay
 
 
+def mistral_layout(pipe: Any, text: str, max_length: int, encoder: str = "Mistral3") -> TokenLayout:
+    """Flux2Pipeline's text: the system message and the prompt in Mistral's chat template (through the
+    pipeline's processor), padded to ``max_length``; ``<s>`` is BOS, ``[/INST]`` (end of the user turn) EOS,
+    padding where the mask is 0 (still ``valid``: no text mask reaches the keys)."""
+    from diffusers.pipelines.flux2.pipeline_flux2 import format_input
+
+    enc = pipe.tokenizer.apply_chat_template(
+        format_input(prompts=[text], system_message=pipe.system_message),
+        add_generation_prompt=False,
+        tokenize=True,
+        return_dict=True,
+        padding="max_length",
+        truncation=True,
+        max_length=max_length,
+    )
+    tok = pipe.tokenizer.tokenizer
+    ids, mask = np.asarray(enc["input_ids"][0]), np.asarray(enc["attention_mask"][0], bool)
+    lay = text_layout(
+        ids.tolist(),
+        tok.convert_ids_to_tokens(ids.tolist()),
+        encoder,
+        bos_id=tok.bos_token_id,
+        eos_id=None,
+        pad_id=None,
+    )
+    end = np.flatnonzero(ids == tok.convert_tokens_to_ids("[/INST]"))
+    lay.is_eos = np.zeros(len(ids), bool)
+    if len(end):
+        lay.is_eos[end[0]] = True
+    lay.is_pad = ~mask
+    return lay
+
+
 class Flux2Adapter(FluxAdapter):
     name = "flux2"
-    pipeline_classes = ("Flux2KleinPipeline",)
+    pipeline_classes = ("Flux2Pipeline", "Flux2KleinPipeline")
     processors = ("Flux2AttnProcessor", "Flux2ParallelSelfAttnProcessor")
     dispatch_processors = ("Flux2AttnProcessor", "Flux2ParallelSelfAttnProcessor")
     tiny_module = "flux2"
-    tiny_variants = ("flux2-klein",)
+    tiny_variants = ("flux2", "flux2-klein")
     timestep_arg = ("timestep", 2)
 
     def branches(self, batch: int, call: int, cfg: bool) -> list[str]:
@@ -64,8 +100,12 @@ class Flux2Adapter(FluxAdapter):
 
     @staticmethod
     def _joint(pipe: Any, text: str | None, call_kwargs: dict[str, Any], n_text: int, img: TokenLayout) -> TokenLayout:
+        dev = type(pipe).__name__ == "Flux2Pipeline"
+        encoder = "Mistral3" if dev else "Qwen3"
         if text is None:
-            txt = unknown_text_layout(n_text, "Qwen3")
+            txt = unknown_text_layout(n_text, encoder)
+        elif dev:
+            txt = mistral_layout(pipe, text, n_text)
         else:
-            txt = chat_layout(pipe.tokenizer, text, n_text, "Qwen3", enable_thinking=False)
+            txt = chat_layout(pipe.tokenizer, text, n_text, encoder, enable_thinking=False)
         return TokenLayout.concat([txt, img])

@@ -12,6 +12,9 @@ user preamble, as with the real Qwen2.5 tokenizer).
   token per merge (each word once bare and once with the ``Ġ`` space marker), then the special tokens
   (``<|endoftext|>``, ``<|im_start|>``, ``<|im_end|>``, Qwen2.5-VL's vision markers, Qwen3's ``<think>``).
   A chat template (ChatML, Qwen3's adds an empty think block when thinking is off) is set in code.
+- Mistral (Mistral-3 of Flux.2 [dev]): the same byte-level BPE with Mistral's specials (``<s>``, ``</s>``,
+  ``[INST]``, ``[SYSTEM_PROMPT]``, the image tokens, ``<pad>``) and a chat template of system and user turns,
+  inside a ``PixtralProcessor`` (the pipeline's ``AutoProcessor``).
 - Gemma (SANA's Gemma-2): SentencePiece-style BPE with byte fallback: ``<pad>`` 0, ``<eos>`` 1, ``<bos>``
   2, ``<unk>`` 3, the 256 ``<0xNN>`` byte pieces, the characters, then one piece per merge (``▁word``
   and ``word``); a BOS is prepended as Gemma's tokenizer does.
@@ -25,7 +28,14 @@ import string
 from collections import Counter
 from collections.abc import Sequence
 
-from transformers import GemmaTokenizer, Qwen2Tokenizer
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    GemmaTokenizer,
+    PixtralImageProcessor,
+    PixtralProcessor,
+    PreTrainedTokenizerFast,
+    Qwen2Tokenizer,
+)
 
 from interp.pipelines.tokenizers import _bytes_to_unicode, word_list
 
@@ -60,8 +70,11 @@ CHATML = (
 
 @functools.cache
 def llm_words() -> tuple[str, ...]:
-    """GenEval words (lower case) plus the template words as written (case kept), sorted."""
-    words = set(word_list()) | set(re.findall(r"[A-Za-z]+", TEMPLATE_TEXT))
+    """GenEval words (lower case) plus the template words as written (case kept, Flux.2's system message
+    included), sorted."""
+    from diffusers.pipelines.flux2.system_messages import SYSTEM_MESSAGE
+
+    words = set(word_list()) | set(re.findall(r"[A-Za-z]+", TEMPLATE_TEXT + " " + SYSTEM_MESSAGE))
     return tuple(sorted(words))
 
 
@@ -138,3 +151,39 @@ def gemma_tokenizer() -> GemmaTokenizer:
     """A Gemma tokenizer (BPE with byte fallback, ``<bos>`` prepended, ``<pad>`` 0) over the fixed words."""
     vocab, merges = _gemma_vocab_and_merges()
     return GemmaTokenizer(vocab=dict(vocab), merges=list(merges), add_bos_token=True, model_max_length=8192)
+
+
+MISTRAL_SPECIALS = (
+    "<unk>",
+    "<s>",
+    "</s>",
+    "[INST]",
+    "[/INST]",
+    "[SYSTEM_PROMPT]",
+    "[/SYSTEM_PROMPT]",
+    "[IMG]",
+    "[IMG_BREAK]",
+    "[IMG_END]",
+    "<pad>",
+)
+MISTRAL_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}"
+    "[SYSTEM_PROMPT]{{ m['content'][0]['text'] }}[/SYSTEM_PROMPT]"
+    "{% elif m['role'] == 'user' %}[INST]{{ m['content'][0]['text'] }}[/INST]{% endif %}{% endfor %}"
+)
+
+
+def mistral_processor() -> PixtralProcessor:
+    """A Pixtral processor (Mistral-3's): byte-level BPE tokenizer over the fixed words, system/user chat
+    template, the default Pixtral image processor."""
+    words = llm_words()
+    merges = bpe_merges([list(w) for w in words] + [[QWEN_SPACE, *w] for w in words])
+    vocab = _vocab([*MISTRAL_SPECIALS, *_bytes_to_unicode()], merges, ())
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    )
+    tok.add_special_tokens({"additional_special_tokens": list(MISTRAL_SPECIALS[3:10])})
+    return PixtralProcessor(image_processor=PixtralImageProcessor(), tokenizer=tok, chat_template=MISTRAL_TEMPLATE)

@@ -29,6 +29,7 @@ FAMILIES = {
     "sd3": ("transformer_blocks.1.attn", "batched"),
     "flux": ("transformer_blocks.1.attn", "calls"),
     "chroma": ("transformer_blocks.1.attn", "calls"),
+    "flux2": ("transformer_blocks.1.attn", "calls"),
     "flux2-klein": ("transformer_blocks.0.attn", "calls"),
     "sana": ("transformer_blocks.1.attn2", "batched"),
 }

@@ -21,11 +21,12 @@ from interp.edits import presets
 from interp.plan import PlanError
 from tests.integration.test_trace_architectures import Capture, hook_state, softmax_double
 
-FAMILIES = ("chroma", "sana", "flux2-klein", "qwenimage", "auraflow", "lumina2")
+FAMILIES = ("chroma", "sana", "flux2", "flux2-klein", "qwenimage", "auraflow", "lumina2")
 PROMPT = "a photo of a red bench"
 # How each pipeline runs CFG, read from its source (not from the adapter): one [uncond, cond] batch, or
 # two calls per step, the positive prompt first.
 BATCHED = {"sana", "auraflow"}
+DISTILLED = {"flux2"}  # guidance-distilled: one call per step, no uncond branch
 STATS = ("mass", "mass_full", "entropy", "mass_topk", "query_topk")
 
 
@@ -94,7 +95,7 @@ def test_observation_is_bit_identical_and_statistics_exact(pipes, name):
     assert torch.equal(t.output.images, want)
     assert_clean(pipe, before, processors)
     ds = t.stats
-    n_calls = 1 if name in BATCHED else 2
+    n_calls = 1 if name in BATCHED | DISTILLED else 2
     assert ds.sizes["call"] == n_calls and ds.sizes["step"] == kw["num_inference_steps"]
     for path in paths:
         for i, (q, k, _v, mask, scale, _out) in enumerate(caps[path].calls):
@@ -125,7 +126,7 @@ def test_bf16_traces_bit_identically(pipes, name):
     assert t.stats.attrs["denoiser_timestep_dtype"] in ("torch.bfloat16", "torch.float32", "None")
 
 
-@pytest.mark.parametrize("name", ["chroma", "sana", "flux2-klein", "qwenimage"])
+@pytest.mark.parametrize("name", ["chroma", "sana", "flux2", "flux2-klein", "qwenimage"])
 def test_planned_layouts_equal_the_layouts_of_the_run(pipes, name):
     pipe = pipes(name)
     adapter = adapter_for(pipe)
@@ -173,6 +174,21 @@ def test_text_keys_are_the_tokens_each_encoder_was_fed(pipes):
         "\u0120bench",
     ]
     assert toks[9] == "<|im_end|>" and klein.sel(layout="joint", branch="cond").key_is_eos.values[9]
+    dev = traced(pipes("flux2"), lambda: record("mass", layers=0), **call_kwargs("flux2", **kw)).stats
+    lay = dev.sel(layout="joint", branch="cond")
+    toks = list(_text(dev, "joint", "cond"))
+    start = toks.index("[INST]")
+    assert toks[0] == "<s>" and lay.key_is_bos.values[0] and toks[1] == "[SYSTEM_PROMPT]"
+    assert toks[start + 1 : start + 8] == [
+        "a",
+        "\u0120photo",
+        "\u0120of",
+        "\u0120a",
+        "\u0120red",
+        "\u0120bench",
+        "[/INST]",
+    ]
+    assert lay.key_is_eos.values[start + 7] and lay.key_is_pad.values[start + 8]
     qwen = traced(pipes("qwenimage"), lambda: record("mass", layers=0), **call_kwargs("qwenimage", **kw)).stats
     toks = list(_text(qwen, "joint", "cond"))  # the 34 template tokens dropped: the prompt comes first
     assert toks == [
@@ -224,7 +240,7 @@ def test_every_edit_preset_runs_and_acts_on_what_it_names(pipes, name):
     np.testing.assert_allclose(noop.stats.mass_per_key.values, base.stats.mass_per_key.values, rtol=1e-5, atol=1e-8)
 
 
-@pytest.mark.parametrize("name", ["chroma", "sana", "flux2-klein", "qwenimage", "auraflow", "lumina2"])
+@pytest.mark.parametrize("name", FAMILIES)
 def test_maps_are_the_matrix_and_the_size_guard_refuses(pipes, name):
     pipe = pipes(name)
     kw = call_kwargs(name)
@@ -277,7 +293,7 @@ def test_generic_adapter_matches_an_unlisted_pipeline_class(pipes):
     assert not GenericAdapter.matches(object())
 
 
-@pytest.mark.parametrize("name", ["chroma", "sana", "flux2-klein", "qwenimage", "auraflow", "lumina2"])
+@pytest.mark.parametrize("name", FAMILIES)
 def test_save_pretrained_then_load(pipes, name, tmp_path):
     pipe = pipes(name)
     pipe.save_pretrained(tmp_path / name)

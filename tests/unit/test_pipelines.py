@@ -12,6 +12,7 @@ from diffusers import (
     AuraFlowPipeline,
     ChromaPipeline,
     Flux2KleinPipeline,
+    Flux2Pipeline,
     FluxPipeline,
     Lumina2Pipeline,
     PixArtSigmaPipeline,
@@ -32,6 +33,7 @@ EXPECTED_CLASS = {
     "pixart": PixArtSigmaPipeline,
     "chroma": ChromaPipeline,
     "sana": SanaPipeline,
+    "flux2": Flux2Pipeline,
     "flux2-klein": Flux2KleinPipeline,
     "qwenimage": QwenImagePipeline,
     "auraflow": AuraFlowPipeline,
@@ -53,7 +55,9 @@ def tokenizer_components(pipe) -> dict:
 
 
 def tokenizer_definition(tok) -> dict:
-    """The backend tokenizer's definition, without its padding/truncation state (which calls change)."""
+    """The backend tokenizer's definition, without its padding/truncation state (which calls change); a
+    processor (Flux.2 [dev]'s Pixtral) by its tokenizer."""
+    tok = getattr(tok, "tokenizer", tok)
     definition = json.loads(tok.backend_tokenizer.to_str())
     return {k: v for k, v in definition.items() if k not in ("padding", "truncation")}
 
@@ -85,7 +89,7 @@ def test_tiny_generates_identically_across_constructions(name):
     assert ta.keys() == tb.keys() and ta
     for key, tok in ta.items():
         assert tokenizer_definition(tok) == tokenizer_definition(tb[key]), key
-        assert tok.get_vocab() == tb[key].get_vocab()
+        assert getattr(tok, "tokenizer", tok).get_vocab() == getattr(tb[key], "tokenizer", tb[key]).get_vocab()
     image_a, image_b = generate(a, name), generate(b, name)
     assert image_a.dtype == torch.float32 and image_a.ndim == 4 and image_a.shape[:2] == (1, 3)
     assert torch.isfinite(image_a).all() and image_a.std() > 0
