@@ -28,8 +28,24 @@ from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 
-DEMO_MODELS = ("organism", "sd3", "sd3.5", "sdxl", "flux", "pixart")
-DEMO_MODELS += ("wan", "cogvideox", "cogvideox1.5")  # video families
+DEMO_MODELS = (
+    "organism",
+    "sd3",
+    "sd3.5",
+    "sdxl",
+    "flux",
+    "pixart",
+    "chroma",
+    "sana",
+    "flux2",
+    "flux2-klein",
+    "qwenimage",
+    "auraflow",
+    "lumina2",
+    "wan",  # video families
+    "cogvideox",
+    "cogvideox1.5",
+)
 """``--model`` choices: the organism and ``interp.pipelines.SUPPORTED_TINY`` (kept equal by a test,
 spelled out here so that ``--help`` does not import the pipelines)."""
 

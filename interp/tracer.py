@@ -218,7 +218,7 @@ class Trace:
             image=_image_array(self.images[0]),
             edit_names=[e.name for e in plan.edits],
             edit_plans=[Plan((e,)).to_json() for e in plan.edits],
-            map_index={p: tuple(t.cpu().numpy() for t in v) for p, v in observer.map_index.items()},
+            map_index={p: tuple(t.cpu().numpy() for t in v) for p, v in observer.map_index_by_site().items()},
         )
 
 

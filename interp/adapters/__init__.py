@@ -10,16 +10,33 @@ from __future__ import annotations
 from typing import Any
 
 from interp.adapters.base import Adapter, SiteInfo, TokenLayout
+from interp.adapters.chroma import ChromaAdapter
 from interp.adapters.cogvideox import CogVideoXAdapter
 from interp.adapters.flux import FluxAdapter
+from interp.adapters.flux2 import Flux2Adapter
+from interp.adapters.generic import GenericAdapter
 from interp.adapters.organism import OrganismAdapter
 from interp.adapters.pixart import PixArtAdapter
+from interp.adapters.qwenimage import QwenImageAdapter
+from interp.adapters.sana import SanaAdapter
 from interp.adapters.sd3 import SD3Adapter
 from interp.adapters.sdxl import SDXLAdapter
 from interp.adapters.wan import WanAdapter
 
-ADAPTERS: list[type[Adapter]] = [SD3Adapter, SDXLAdapter, FluxAdapter, PixArtAdapter, OrganismAdapter]
-ADAPTERS += [WanAdapter, CogVideoXAdapter]  # video families
+ADAPTERS: list[type[Adapter]] = [
+    SD3Adapter,
+    SDXLAdapter,
+    FluxAdapter,
+    PixArtAdapter,
+    OrganismAdapter,
+    ChromaAdapter,
+    SanaAdapter,
+    Flux2Adapter,
+    QwenImageAdapter,
+    WanAdapter,  # video families
+    CogVideoXAdapter,
+    GenericAdapter,  # last: it matches any transformer with a known SDPA processor
+]
 
 
 class UnsupportedPipeline(TypeError):

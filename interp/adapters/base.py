@@ -53,6 +53,7 @@ class SiteInfo:
     key_layout: str
     query_layout: str
     unused_query_streams: tuple[str, ...] = ()
+    linear: bool = False  # ReLU linear attention (SANA): observed at its two matmuls, not at SDPA
 
 
 @dataclass
@@ -204,6 +205,7 @@ class Adapter:
     timestep_scale: float = 1.0  # the denoiser receives scheduler timesteps divided by this
     processors: tuple[str, ...] = ()
     dispatch_processors: tuple[str, ...] = ()
+    linear_processors: tuple[str, ...] = ()  # ReLU linear attention processors (``SiteInfo.linear`` sites)
     prompt_embeds: tuple[str | None, ...] | None = None
     tiny_module: str | None = None
     tiny_variants: tuple[str, ...] = ()
@@ -279,6 +281,12 @@ class Adapter:
     def split_output(self, site: SiteInfo, output: Any) -> dict[str, torch.Tensor]:
         """A site module's output as {stream: (batch, tokens, channels)} after the output projection."""
         raise NotImplementedError
+
+    def key_capacity(self, pipe: Any, call_kwargs: dict[str, Any]) -> int | None:
+        """The most keys a site can see in a call with these arguments, whatever the prompt, where the
+        key count depends on the prompt (unpadded text); None: every prompt gives the same counts. A
+        sweep store sizes its ``key`` axis with it."""
+        return None
 
     def uses_cfg(self, pipe: Any) -> bool:
         return bool(getattr(pipe, "do_classifier_free_guidance", False))

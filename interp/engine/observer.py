@@ -40,13 +40,23 @@ from interp.edits.runtime import EditResult, apply_edits
 from interp.edits.select import candidates_of
 from interp.edits.spec import Edit, in_window
 from interp.kernels.cache import KernelCache
+from interp.kernels.linear import linear_attention_map, linear_attention_stats
 from interp.kernels.lse_path import compute_stats
 from interp.kernels.reference import StatRequest, activation_norms, attention_map, mask_to_bias
 from interp.kernels.transfer import to_host
 from interp.plan import Plan, PlanError, Record
-from interp.sites.intercept import SDPACall
+from interp.sites.intercept import LinearCall, SDPACall
 from interp.sites.select import resolve_sites
 from interp.statistics import KERNEL_STATISTICS
+
+
+def _prefix_related(a: tuple[Tensor, Tensor, Tensor], b: tuple[Tensor, Tensor, Tensor]) -> bool:
+    """Whether two map selections (heads, rows, cols) agree on every index they share."""
+    for x, y in zip(a, b, strict=True):
+        n = min(x.numel(), y.numel())
+        if not torch.equal(x[:n].cpu(), y[:n].cpu()):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,18 @@ def site_requests(plan: Plan, sites: Sequence[SiteInfo], adapter: Adapter) -> li
     for ei, e in enumerate(plan.edits):
         for site in resolve_sites(e.scope.layers, sites, adapter):
             per_site_edits[site.path].append((ei, e))
+    for site in sites:
+        if not site.linear:
+            continue
+        if per_site_edits.get(site.path):
+            names = ", ".join(e.name for _, e in per_site_edits[site.path])
+            raise PlanError(
+                f"edit {names} at {site.path}: edits of linear-attention sites are not supported by the trace "
+                "engine (interp.kernels.linear.linear_attention_output computes an edited output exactly); "
+                "edit the softmax sites (group 'cross') or leave the linear ones out of layers="
+            )
+        if any("capture" in r.stats for r in per_site.get(site.path, ())):
+            raise PlanError(f"'capture' at {site.path}: a linear-attention site has no softmax call to capture")
     chosen = [s for s in sites if s.path in per_site or s.path in per_site_edits]
     return [
         SiteRequest(s, i, tuple(per_site.get(s.path, ())), tuple(per_site_edits.get(s.path, ())))
@@ -159,12 +181,13 @@ class Observer:
         self.branch_names = list(branch_names)
         self.buffer = TraceBuffer()
         self.layouts: dict[tuple[str, str], TokenLayout] = {}
-        self._rows: dict[tuple[str, str, str], Tensor] = {}
-        self._streams: dict[tuple[str, str], dict[str, Tensor]] = {}  # built once: no host sync per call
+        self._rows: dict[tuple[str, str, str, str, int], Tensor] = {}
+        self._streams: dict[tuple[str, str, str, int], dict[str, Tensor]] = {}  # built once: no host sync per call
         # edit selectors' candidate keys, built once likewise (the session's cache when given)
         self._candidates: dict[tuple, Tensor] = {} if candidates is None else candidates
         self.site_shapes: dict[str, tuple[int, int]] = {}
-        self.map_index: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
+        self.map_index: dict[tuple[str, str, int], tuple[Tensor, Tensor, Tensor]] = {}
+        self._map_bytes: dict[Record, int] = {}
         self.captured: dict[tuple[str, int, int], dict[str, Any]] = {}  # (site, step, call) -> v, out
         # what the kernels learn once per shape, for this trace only (the session's when given)
         self.kernel_cache = KernelCache() if kernel_cache is None else kernel_cache
@@ -184,10 +207,17 @@ class Observer:
             self.layouts[key] = lay
         return self.layouts[key]
 
+    def _call_branch(self) -> str:
+        """The branch whose layout gives this call's query rows: the call's own (the branches of one call
+        may differ in length, Qwen-Image's cond and uncond texts; rows of one batch share a length)."""
+        branches = getattr(self.clock, "branches", None)
+        return branches[-1] if branches else self.branch_names[-1]
+
     def query_rows(self, site: SiteInfo, queries: str, n_query: int, device: torch.device) -> Tensor:
-        key = (site.path, queries, str(device))
+        branch = self._call_branch()
+        key = (site.path, queries, str(device), branch, n_query)
         if key not in self._rows:
-            modality = self.layout(site.query_layout, self.branch_names[-1], n_query).modality
+            modality = self.layout(site.query_layout, branch, n_query).modality
             if queries == "all":
                 keep = np.ones(n_query, bool)
             elif queries in (IMAGE, TEXT):
@@ -212,7 +242,8 @@ class Observer:
 
     def map_selection(self, site: SiteInfo, rec: Record, call: SDPACall) -> tuple[Tensor, Tensor, Tensor]:
         """Heads, query rows and key columns of a ``maps`` record at this site (kept for the store)."""
-        if site.path not in self.map_index:
+        key = (site.path, self._call_branch(), int(call.k.shape[-2]))
+        if key not in self.map_index:
             dev = call.q.device
             n_heads, nq, nk = call.q.shape[1], call.q.shape[-2], call.k.shape[-2]
             heads = list(range(n_heads)) if rec.heads is None else list(rec.heads)
@@ -220,20 +251,55 @@ class Observer:
                 raise PlanError(f"maps at {site.path}: head {max(heads)} requested, the site has {n_heads}")
             rows = self.query_rows(site, rec.queries, nq, dev)
             if isinstance(rec.keys, str):
-                modality = self.layout(site.key_layout, self.branch_names[-1], nk).modality
+                modality = self.layout(site.key_layout, self._call_branch(), nk).modality
                 cols = np.arange(nk) if rec.keys == "all" else np.flatnonzero(modality == rec.keys)
             else:
                 cols = np.asarray(rec.keys)
                 if cols.max() >= nk:
                     raise PlanError(f"maps at {site.path}: key {cols.max()} requested, the site has {nk} keys")
-            self.map_index[site.path] = (torch.as_tensor(heads, device=dev), rows, torch.as_tensor(cols, device=dev))
-        return self.map_index[site.path]
+            entry = (torch.as_tensor(heads, device=dev), rows, torch.as_tensor(cols, device=dev))
+            for (path, _, _), other in self.map_index.items():
+                if path == site.path and not _prefix_related(other, entry):
+                    raise PlanError(
+                        f"maps at {site.path}: this call's branch has {nk} keys and another's a different key "
+                        "count, so the map columns would name different tokens; record maps with keys='all' "
+                        "or only in calls of one branch (this pipeline's CFG branches differ in text length)"
+                    )
+            self._guard_unplanned_maps(site, rec, call, entry)
+            self.map_index[key] = entry
+        return self.map_index[key]
+
+    def _guard_unplanned_maps(self, site: SiteInfo, rec: Record, call: SDPACall, entry: tuple) -> None:
+        """The maps size guard at the first call, for sites whose layout could not be planned (the
+        check before generation, ``interp.maps_budget``, skips them): refuse before anything is stored."""
+        planned = self.adapter.planned_layout(self.pipe, site.key_layout, self.texts.get("cond"), self.call_kwargs)
+        if planned is not None:
+            return
+        heads, rows, cols = entry
+        steps = len(rec.steps) if rec.steps is not None else max(int(getattr(self.clock, "n_steps", 1) or 1), 1)
+        size = steps * int(call.q.shape[0]) * heads.numel() * rows.numel() * cols.numel() * 4
+        self._map_bytes[rec] = self._map_bytes.get(rec, 0) + size
+        if self._map_bytes[rec] > rec.max_mb * 2**20:
+            raise PlanError(
+                f"the attention maps requested need at least {self._map_bytes[rec] / 2**20:.1f} MiB (known at "
+                f"{site.path}'s first call: this adapter cannot predict its layouts), over the budget of "
+                f"{rec.max_mb:.1f} MiB: choose fewer sites, steps, heads, queries or keys, or raise max_mb="
+            )
+
+    def map_index_by_site(self) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
+        """The map selection of each site for the store: the longest one where branches differ in key count
+        (their columns are then prefixes of one another, checked in ``map_selection``)."""
+        out: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
+        for (path, _, _), entry in self.map_index.items():
+            if path not in out or sum(t.numel() for t in entry) > sum(t.numel() for t in out[path]):
+                out[path] = entry
+        return out
 
     def stream_rows(self, site: SiteInfo, n_query: int, device: torch.device) -> dict[str, Tensor]:
-        key = (site.path, str(device))
+        key = (site.path, str(device), self._call_branch(), n_query)
         if key not in self._streams:
             used = self.query_rows(site, "used", n_query, device)
-            modality = self.layout(site.query_layout, self.branch_names[-1], n_query).modality
+            modality = self.layout(site.query_layout, self._call_branch(), n_query).modality
             mod = torch.as_tensor(modality[used.cpu().numpy()] == IMAGE, device=device)
             self._streams[key] = {IMAGE: used[mod], TEXT: used[~mod]}
         return self._streams[key]
@@ -298,6 +364,38 @@ class Observer:
                 self._records(req, call, original, None, views=("before",))
             self._records(req, call, edited.output, edited, views=("after",))
             return edited.output
+
+    def on_linear(self, path: str, call: LinearCall) -> None:
+        """A linear-attention call (``interp.kernels.linear``): its statistics and maps over the exact
+        matrix A_ij = relu(q_i).relu(k_j) / (sum_j' relu(q_i).relu(k_j') + eps); it cannot be edited."""
+        req = self.requests[path]
+        site = req.site
+        self.site_shapes[path] = (int(call.q.shape[1]), int(call.k.shape[-2]))
+        for branch in set(self.clock.branches):
+            self.layout(site.key_layout, branch, call.k.shape[-2])
+        step, ccall, br = self.clock.step, self.clock.call, self.branch_index()
+        with torch.no_grad():
+            for rec in req.records:
+                if not self._in_scope(rec):
+                    continue
+                wanted = [v for v in ("before", "after") if rec.view in (v, "both")]
+                results: dict[str, Tensor] = {}
+                sreq = req.request_for(rec)
+                if sreq.any:
+                    rows = self.query_rows(site, rec.queries, call.q.shape[-2], call.q.device)
+                    results = linear_attention_stats(call.q, call.k, query_rows=rows, request=sreq)
+                if "maps" in rec.stats:
+                    heads, rows, cols = self.map_selection(site, rec, call)
+                    results["attn_map"] = linear_attention_map(
+                        call.q, call.k, query_rows=rows, key_cols=cols, heads=heads
+                    )
+                if "act_norms" in rec.stats and "pre_out" in rec.where:
+                    streams = self.stream_rows(site, call.q.shape[-2], call.q.device)
+                    results["act_pre_max"], results["act_pre_p95"] = activation_norms(call.out, streams, rec.ord)
+                for view in wanted:
+                    suffix = "" if view == "after" else "_before"
+                    for var, val in results.items():
+                        self.buffer.add(var + suffix, step, ccall, req.index, br, val)
 
     def _forward(self, req: SiteRequest, call: SDPACall) -> tuple[Tensor, Tensor | None]:
         """The unedited kernel call, bit for bit; on CUDA also its log-sum-exp when a record can use it

@@ -117,15 +117,21 @@ class Session:
             for req in self.prepared.requests:
                 path = req.site.path
                 wants_post = self._post_output and req.norm_record is not None and "post_out" in req.norm_record.where
-                sdpa = (
-                    partial(self.observer.on_sdpa, path) if self._handler is None else self._handler(self.observer, req)
-                )
+                if req.site.linear:
+                    sdpa = partial(self.observer.on_linear, path)
+                else:
+                    sdpa = (
+                        partial(self.observer.on_sdpa, path)
+                        if self._handler is None
+                        else self._handler(self.observer, req)
+                    )
                 inst.add_site(
                     SiteHooks(
                         path,
                         denoiser.get_submodule(path),
                         sdpa,
                         partial(self.observer.on_output, path) if wants_post else None,
+                        linear=req.site.linear,
                     )
                 )
             if self._latents_hook is not None:

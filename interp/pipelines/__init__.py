@@ -1,8 +1,9 @@
 """Pipelines to trace: the built-in offline ones (``tiny``) and real checkpoints (``load``).
 
 ``tiny(name)`` builds the REAL diffusers pipeline class of a model family from small configs in code, one
-family per module (``sd3`` for SD3 and SD3.5, ``sdxl``, ``flux``, ``pixart``; each family's adapter
-declares its built-ins), with tokenizers built in
+family per module (``sd3`` for SD3 and SD3.5, ``sdxl``, ``flux``, ``pixart``, ``chroma``, ``sana``,
+``flux2`` (Flux.2 [dev] and [klein]), ``qwenimage``, and ``generic`` for the generic adapter's AuraFlow and Lumina 2;
+each family's adapter declares its built-ins), with tokenizers built in
 code (``tokenizers``), deterministic: two constructions give the same weights, tokenizers and images, and
 the caller's RNG state is untouched. ``tiny_call_kwargs(name)`` gives the call keyword arguments of a fast
 run (few steps, short T5 padding, ...), since a pipeline class's ``__call__`` defaults cannot be changed
@@ -47,7 +48,9 @@ def tiny(name: str = "sd3", *, dtype: torch.dtype = torch.float32) -> DiffusionP
 
 def tiny_call_kwargs(name: str = "sd3") -> dict:
     """Keyword arguments for a fast call of ``tiny(name)`` (a fresh dict; add prompt, generator, ...)."""
-    module, _ = _module(name)
+    module, variant = _module(name)
+    if hasattr(module, "call_kwargs"):  # a module of several variants with their own call arguments
+        return module.call_kwargs(variant)
     return dict(module.FAST_CALL_KWARGS)
 
 

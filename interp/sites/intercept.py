@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
@@ -46,6 +47,10 @@ family's adapter declares its own, ``Adapter.processors``)."""
 
 DISPATCH_PROCESSORS = frozenset(p for adapter in ADAPTERS for p in adapter.dispatch_processors)
 """Processors that go through diffusers' attention dispatcher: only its native backend calls SDPA."""
+
+
+LINEAR_PROCESSORS = frozenset(p for adapter in ADAPTERS for p in adapter.linear_processors)
+"""ReLU linear-attention processors (SANA): ``(V_pad K) Q`` by two ``torch.matmul`` calls, observed there."""
 
 
 class BackendError(RuntimeError):
@@ -68,6 +73,41 @@ class SDPACall:
 
 
 SDPAHandler = Callable[[SDPACall], Tensor]
+
+
+@dataclass
+class LinearCall:
+    """One linear-attention call (``SanaLinearAttnProcessor2_0``): the feature maps relu(q), relu(k) (B, H, N, D)
+    and the per-head output (B, H, Nq, Dv), all float32 as the processor computes them."""
+
+    q: Tensor
+    k: Tensor
+    out: Tensor
+
+
+class LinearInterceptor(TorchFunctionMode):
+    """Reads a linear-attention processor's two ``torch.matmul`` calls (``V_pad @ relu(K)``, then
+    ``@ relu(Q)``) and hands them to ``handler`` after the second; both results are the original calls'."""
+
+    def __init__(self, handler: Callable[[LinearCall], None]) -> None:
+        super().__init__()
+        self.handler = handler
+        self.calls = 0
+        self._key: Tensor | None = None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func is torch.matmul:
+            if self._key is None:
+                self._key = args[1]
+            else:
+                hidden = out
+                attn = hidden[:, :, :-1] / (hidden[:, :, -1:] + 1e-15)
+                self.handler(LinearCall(q=args[1].transpose(-1, -2), k=self._key, out=attn.transpose(-1, -2)))
+                self._key = None
+                self.calls += 1
+        return out
 
 
 def _parse_sdpa(func: Callable, args: tuple, kwargs: dict[str, Any]) -> SDPACall:
@@ -114,6 +154,8 @@ def check_backend(path: str, module: nn.Module) -> None:
         "(JointAttnProcessor2_0 for SD3), or `model.set_attention_backend('native')` for dispatcher-based "
         "models (Flux; `reset_attention_backend()` alone keeps diffusers' process-wide active backend)."
     )
+    if name in LINEAR_PROCESSORS:
+        return
     if name not in SDPA_PROCESSORS:
         raise BackendError(
             f"site {path}: processor {name} does not call torch's scaled_dot_product_attention, so interp "
@@ -136,20 +178,26 @@ class SiteHooks:
     """The two hooks of one site; ``on_output(output)`` sees the module's output after the forward."""
 
     def __init__(
-        self, path: str, module: nn.Module, handler: SDPAHandler, on_output: Callable[[Any], None] | None
+        self,
+        path: str,
+        module: nn.Module,
+        handler: SDPAHandler | Callable[[LinearCall], None],
+        on_output: Callable[[Any], None] | None,
+        linear: bool = False,
     ) -> None:
         self.path = path
         self.module = module
         self.handler = handler
         self.on_output = on_output
-        self._mode: SDPAInterceptor | None = None
+        self.linear = linear
+        self._mode: SDPAInterceptor | LinearInterceptor | None = None
         self.handles = [
             module.register_forward_pre_hook(self._pre),
             module.register_forward_hook(self._post, always_call=True),
         ]
 
     def _pre(self, module: nn.Module, args: tuple) -> None:
-        self._mode = SDPAInterceptor(self.handler)
+        self._mode = LinearInterceptor(self.handler) if self.linear else SDPAInterceptor(self.handler)
         self._mode.__enter__()
 
     def _post(self, module: nn.Module, args: tuple, output: Any) -> None:
@@ -160,8 +208,9 @@ class SiteHooks:
         if output is None:  # the forward raised (torch passes None to always-called hooks): that error wins
             return
         if mode.calls != 1:
+            kernel = "linear attention's matmul pair" if self.linear else "scaled_dot_product_attention"
             raise BackendError(
-                f"site {self.path}: its forward called scaled_dot_product_attention {mode.calls} times "
+                f"site {self.path}: its forward called {kernel} {mode.calls} times "
                 "(expected exactly once); its processor or attention backend bypasses the interception point"
             )
         if self.on_output is not None:

@@ -113,8 +113,12 @@ class StoreLayout:
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
-    def from_traces(cls, datasets: Sequence[xr.Dataset], site_order: Sequence[str] = ()) -> StoreLayout:
-        """The union layout of several traces (the first prompt's conditions)."""
+    def from_traces(
+        cls, datasets: Sequence[xr.Dataset], site_order: Sequence[str] = (), key_capacity: int | None = None
+    ) -> StoreLayout:
+        """The union layout of several traces (the first prompt's conditions); ``key_capacity`` widens the
+        ``key`` axis to the most keys any prompt can give (``Adapter.key_capacity``: text lengths that
+        depend on the prompt, Qwen-Image's unpadded text)."""
         if not datasets:
             raise LayoutError("no trace to build a store layout from")
         labels: dict[str, list[str]] = {}
@@ -151,6 +155,8 @@ class StoreLayout:
             labels["branch"].sort(key=lambda b: BRANCHES.index(b) if b in BRANCHES else len(BRANCHES))
         for d, v in labels.items():
             sizes[d] = len(v)
+        if key_capacity is not None and "key" in sizes:
+            sizes["key"] = max(sizes["key"], int(key_capacity))
         if "edit_rank" in sizes and "key" in sizes and any(_count_varies(ds) for ds in datasets):
             # a mass-matched random control draws a data-dependent number of keys, at most a site's keys:
             # the first prompt's count is no bound for the others

@@ -498,7 +498,8 @@ def _run(
             generate_s += sum(r.seconds for r in results)
             generated += len(results)
             if info.is_main and not is_zarr_store(path):  # other ranks' writers wait for it to appear
-                layout = StoreLayout.from_traces([r.trace.stats for r in results], prep.site_order)
+                capacity = adapter_for(pipe).key_capacity(pipe, prep.call_kwargs[cfg.baseline])
+                layout = StoreLayout.from_traces([r.trace.stats for r in results], prep.site_order, capacity)
                 create_store(path, layout, n, index_coords(cfg, table), _attrs(cfg, identity, prep))
             for r in results:
                 writer.submit(r.job())

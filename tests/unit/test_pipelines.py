@@ -9,9 +9,16 @@ from importlib import resources
 import pytest
 import torch
 from diffusers import (
+    AuraFlowPipeline,
+    ChromaPipeline,
     CogVideoXPipeline,
+    Flux2KleinPipeline,
+    Flux2Pipeline,
     FluxPipeline,
+    Lumina2Pipeline,
     PixArtSigmaPipeline,
+    QwenImagePipeline,
+    SanaPipeline,
     StableDiffusion3Pipeline,
     StableDiffusionXLPipeline,
     WanPipeline,
@@ -29,6 +36,13 @@ EXPECTED_CLASS = {
     "wan": WanPipeline,
     "cogvideox": CogVideoXPipeline,
     "cogvideox1.5": CogVideoXPipeline,
+    "chroma": ChromaPipeline,
+    "sana": SanaPipeline,
+    "flux2": Flux2Pipeline,
+    "flux2-klein": Flux2KleinPipeline,
+    "qwenimage": QwenImagePipeline,
+    "auraflow": AuraFlowPipeline,
+    "lumina2": Lumina2Pipeline,
 }
 VIDEO = ("wan", "cogvideox", "cogvideox1.5")
 
@@ -47,7 +61,9 @@ def tokenizer_components(pipe) -> dict:
 
 
 def tokenizer_definition(tok) -> dict:
-    """The backend tokenizer's definition, without its padding/truncation state (which calls change)."""
+    """The backend tokenizer's definition, without its padding/truncation state (which calls change); a
+    processor (Flux.2 [dev]'s Pixtral) by its tokenizer."""
+    tok = getattr(tok, "tokenizer", tok)
     definition = json.loads(tok.backend_tokenizer.to_str())
     return {k: v for k, v in definition.items() if k not in ("padding", "truncation")}
 
@@ -78,7 +94,7 @@ def test_tiny_generates_identically_across_constructions(name):
     assert ta.keys() == tb.keys() and ta
     for key, tok in ta.items():
         assert tokenizer_definition(tok) == tokenizer_definition(tb[key]), key
-        assert tok.get_vocab() == tb[key].get_vocab()
+        assert getattr(tok, "tokenizer", tok).get_vocab() == getattr(tb[key], "tokenizer", tb[key]).get_vocab()
     image_a, image_b = generate(a, name), generate(b, name)
     assert image_a.dtype == torch.float32 and image_a.ndim == 4
     assert image_a.shape[:2] == ((pipelines.tiny_call_kwargs(name)["num_frames"], 3) if name in VIDEO else (1, 3))
