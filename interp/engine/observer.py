@@ -40,7 +40,7 @@ from interp.edits.runtime import EditResult, apply_edits
 from interp.edits.select import candidates_of
 from interp.edits.spec import Edit, in_window
 from interp.kernels.cache import KernelCache
-from interp.kernels.lse_path import compute_stats
+from interp.kernels.lse_path import LSE_NEEDS, compute_stats, cpu_sdpa_with_lse
 from interp.kernels.reference import StatRequest, activation_norms, attention_map, mask_to_bias
 from interp.kernels.transfer import to_host
 from interp.plan import Plan, PlanError, Record
@@ -300,17 +300,22 @@ class Observer:
             return edited.output
 
     def _forward(self, req: SiteRequest, call: SDPACall) -> tuple[Tensor, Tensor | None]:
-        """The unedited kernel call, bit for bit; on CUDA also its log-sum-exp when a record can use it
-        (``kernels.gpu.sdpa_with_lse`` runs the op public SDPA would run, checked bit-identical once
-        per shape, and falls back to the original call otherwise)."""
+        """The unedited kernel call, bit for bit, and its log-sum-exp when a record can use it
+        (``kernels.gpu.sdpa_with_lse`` on CUDA, ``kernels.lse_path.cpu_sdpa_with_lse`` on CPU: the op
+        public SDPA would run, checked bit-identical once per shape, the original call otherwise)."""
+        cpu = call.q.device.type == "cpu"
         wants = (
-            call.q.is_cuda
-            and self.kernel == "auto"
+            (call.q.is_cuda or cpu)
+            and (self.kernel == "auto" or (cpu and self.kernel == "lse"))
             and call.attn_mask is None
-            and any(req.request_for(r).any for r in req.records if self._in_scope(r))
+            and call.dropout_p == 0.0
+            and not call.is_causal
+            and any(req.request_for(r).only(LSE_NEEDS).any for r in req.records if self._in_scope(r))
         )
         if not wants:
             return call.run_original(), None
+        if cpu:
+            return cpu_sdpa_with_lse(call.q, call.k, call.v, scale=call.scale_arg, cache=self.kernel_cache)
         from interp.kernels.gpu import sdpa_with_lse
 
         return sdpa_with_lse(
