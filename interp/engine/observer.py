@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,8 @@ from interp.edits.select import candidates_of
 from interp.edits.spec import Edit, in_window
 from interp.kernels.cache import KernelCache
 from interp.kernels.lse_path import LSE_NEEDS, compute_stats, cpu_sdpa_with_lse
-from interp.kernels.reference import StatRequest, activation_norms, attention_map, mask_to_bias
+from interp.kernels.norms import NormIndex, activation_norms
+from interp.kernels.reference import StatRequest, attention_map, mask_to_bias
 from interp.kernels.transfer import to_host
 from interp.plan import Plan, PlanError, Record
 from interp.sites.intercept import SDPACall
@@ -59,8 +60,21 @@ class SiteRequest:
     edits: tuple[tuple[int, Edit], ...] = ()
 
     def request_for(self, record: Record) -> StatRequest:
-        """The kernel statistics of ``record`` (those the catalogue says the kernels compute)."""
+        """The kernel statistics of ``record`` (those the catalogue says the kernels compute), built
+        once per request: a site call does no per-call host work for it."""
+        for rec, sreq in zip(self.records, self._stat_requests, strict=True):
+            if rec is record:
+                return sreq
         return StatRequest(set(record.stats) & set(KERNEL_STATISTICS), top=record.top, k=record.k)
+
+    @cached_property
+    def _stat_requests(self) -> tuple[StatRequest, ...]:
+        return tuple(StatRequest(set(r.stats) & set(KERNEL_STATISTICS), top=r.top, k=r.k) for r in self.records)
+
+    @cached_property
+    def lse_requests(self) -> tuple[tuple[Record, bool], ...]:
+        """Per record: whether its statistics include one the forward's log-sum-exp serves."""
+        return tuple((r, q.only(LSE_NEEDS).any) for r, q in zip(self.records, self._stat_requests, strict=True))
 
     @property
     def norm_record(self) -> Record | None:
@@ -160,7 +174,7 @@ class Observer:
         self.buffer = TraceBuffer()
         self.layouts: dict[tuple[str, str], TokenLayout] = {}
         self._rows: dict[tuple[str, str, str], Tensor] = {}
-        self._streams: dict[tuple[str, str], dict[str, Tensor]] = {}  # built once: no host sync per call
+        self._streams: dict[tuple, NormIndex] = {}  # built once: no host sync per call
         # edit selectors' candidate keys, built once likewise (the session's cache when given)
         self._candidates: dict[tuple, Tensor] = {} if candidates is None else candidates
         self.site_shapes: dict[str, tuple[int, int]] = {}
@@ -229,13 +243,21 @@ class Observer:
             self.map_index[site.path] = (torch.as_tensor(heads, device=dev), rows, torch.as_tensor(cols, device=dev))
         return self.map_index[site.path]
 
-    def stream_rows(self, site: SiteInfo, n_query: int, device: torch.device) -> dict[str, Tensor]:
-        key = (site.path, str(device))
+    def stream_rows(self, site: SiteInfo, n_query: int, device: torch.device) -> NormIndex:
+        """The pre_out norms' streams (image and text rows of the used queries) as a ``NormIndex``,
+        built once per (site, device) for the trace: a call then needs no host work for them."""
+        key = (site.path, n_query, str(device))
         if key not in self._streams:
-            used = self.query_rows(site, "used", n_query, device)
-            modality = self.layout(site.query_layout, self.branch_names[-1], n_query).modality
-            mod = torch.as_tensor(modality[used.cpu().numpy()] == IMAGE, device=device)
-            self._streams[key] = {IMAGE: used[mod], TEXT: used[~mod]}
+            used = self.query_rows(site, "used", n_query, device).cpu().numpy()
+            image = self.layout(site.query_layout, self.branch_names[-1], n_query).modality[used] == IMAGE
+            self._streams[key] = NormIndex.build({IMAGE: used[image], TEXT: used[~image]}, n_query, device)
+        return self._streams[key]
+
+    def output_rows(self, site: SiteInfo, stream: str, n: int, device: torch.device) -> NormIndex:
+        """Every token of one post_out stream tensor as a one-stream ``NormIndex`` (built once)."""
+        key = (site.path, stream, n, str(device))
+        if key not in self._streams:
+            self._streams[key] = NormIndex.build({stream: np.arange(n)}, n, device)
         return self._streams[key]
 
     # --- hooks -----------------------------------------------------------------------------------
@@ -310,7 +332,7 @@ class Observer:
             and call.attn_mask is None
             and call.dropout_p == 0.0
             and not call.is_causal
-            and any(req.request_for(r).only(LSE_NEEDS).any for r in req.records if self._in_scope(r))
+            and any(uses for r, uses in req.lse_requests if uses and self._in_scope(r))
         )
         if not wants:
             return call.run_original(), None
@@ -411,8 +433,7 @@ class Observer:
                 if x is None:
                     parts.append(None)
                     continue
-                rows = torch.arange(x.shape[1], device=x.device)
-                parts.append(activation_norms(x, {name: rows}, rec.ord))
+                parts.append(activation_norms(x, self.output_rows(req.site, name, x.shape[1], x.device), rec.ord))
             ref = next(p for p in parts if p is not None)
             mx = torch.cat([p[0] if p is not None else torch.full_like(ref[0], float("nan")) for p in parts], dim=-2)
             p95 = torch.cat([p[1] if p is not None else torch.full_like(ref[1], float("nan")) for p in parts], dim=-2)
