@@ -153,3 +153,16 @@ def test_cpu_sdpa_with_lse_falls_back_where_unverified():
     cache.lse_verified[key] = False
     out, lse = cpu_sdpa_with_lse(q, k, v, cache=cache)
     assert lse is None and torch.equal(out, torch.nn.functional.scaled_dot_product_attention(q, k, v))
+
+
+@pytest.mark.parametrize("top,k", [(8, 3), (3, 8), (5, 5), (60, 2)])
+def test_mass_summaries_share_one_topk_bit_for_bit(top, k):
+    """mass_topk read off the ranks' topk (k <= top) is the separate topk's sum, bit for bit."""
+    from interp.kernels.reference import mass_summaries
+
+    mass = torch.rand(2, 3, 45, generator=torch.Generator().manual_seed(top)).softmax(-1)
+    both = mass_summaries(mass, StatRequest(mass=True, mass_topk=True, top=top, k=k))
+    alone = mass_summaries(mass, StatRequest(mass_topk=True, k=k))
+    assert torch.equal(both["mass_topk"], alone["mass_topk"])
+    assert torch.equal(both["mass_topk"], mass.topk(min(k, 45), dim=-1).values.sum(-1))
+    assert both["argmax_key"].dtype == torch.int32 and torch.equal(both["argmax_key"], both["topk_keys"][..., 0])
