@@ -455,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sdxl-steps", type=int, default=8)
     ap.add_argument("--flux-steps", type=int, default=8)
     ap.add_argument("--flux-px", type=int, default=512)
-    ap.add_argument("--budget", type=float, default=310.0, help="seconds; later rows are skipped past it")
+    ap.add_argument("--budget", type=float, default=290.0, help="seconds; later rows are skipped past it")
     ap.add_argument("--families", default="sd3,sdxl,flux,compiled")
     ap.add_argument("--full-compile", action="store_true", help="module.compile() instead of repeated blocks")
     args = ap.parse_args(argv)
