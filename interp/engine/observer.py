@@ -47,7 +47,7 @@ from interp.kernels.transfer import to_host
 from interp.plan import Plan, PlanError, Record
 from interp.sites.intercept import SDPACall
 from interp.sites.select import resolve_sites
-from interp.statistics import KERNEL_STATISTICS
+from interp.statistics import CATALOGUE, KERNEL_STATISTICS
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,31 @@ class TraceBuffer:
                     arr[idx] = v[row]
             out[var] = arr
         return out
+
+
+def merged_requests(
+    req: SiteRequest, in_scope: Sequence[tuple[Record, Sequence[str]]]
+) -> list[tuple[str, list[Record], StatRequest]]:
+    """The kernel statistics of a site call's records grouped into as few ``compute_stats`` calls as
+    possible: records with the same query set and views share one call (their statistics are disjoint,
+    each is declared once per plan) unless their options conflict (two ranks counts for ``top`` or two
+    budgets for ``k``), which keeps them apart. (query set, records, merged request) per call."""
+    groups: dict[tuple[str, tuple[str, ...]], list[Record]] = defaultdict(list)
+    for rec, wanted in in_scope:
+        if req.request_for(rec).any:
+            groups[(rec.queries, tuple(wanted))].append(rec)
+    out: list[tuple[str, list[Record], StatRequest]] = []
+    for (queries, _), recs in groups.items():
+        sreqs = [req.request_for(r) for r in recs]
+        tops = {q.top for q in sreqs if q.wants("mass")}
+        ks = {q.k for q in sreqs if q.wants("mass_topk") or q.wants("query_topk")}
+        if len(recs) > 1 and len(tops) <= 1 and len(ks) <= 1:
+            stats = set().union(*(q.stats for q in sreqs))
+            merged = StatRequest(stats, top=tops.pop() if tops else sreqs[0].top, k=ks.pop() if ks else sreqs[0].k)
+            out.append((queries, recs, merged))
+        else:
+            out.extend((queries, [r], q) for r, q in zip(recs, sreqs, strict=True))
+    return out
 
 
 class Observer:
@@ -365,35 +390,37 @@ class Observer:
         CUDA), so the fused statistics need one extra pass instead of two."""
         site = req.site
         step, ccall, br = self.clock.step, self.clock.call, self.branch_index()
-        mask_bias = mask_to_bias(call.attn_mask)
+        bias, bias_rows, kernel = mask_to_bias(call.attn_mask), None, self.kernel
+        if edited is not None and edited.key_bias is not None:
+            key_bias = edited.key_bias[:, :, None, :]
+            bias = key_bias if bias is None else key_bias + bias
+            bias_rows = edited.row_mask  # per-key bias on all rows: the fast path takes it on CUDA
+            kernel = "reference" if self.kernel == "reference" else "auto"
+        in_scope: list[tuple[Record, list[str]]] = []
         for rec in req.records:
-            if not self._in_scope(rec):
-                continue
-            wanted = [v for v in views if rec.view in (v, "both")]
-            if not wanted:
-                continue
-            bias, bias_rows, kernel = mask_bias, None, self.kernel
-            if edited is not None and edited.key_bias is not None:
-                bias = edited.key_bias[:, :, None, :]
-                bias = bias if mask_bias is None else bias + mask_bias
-                bias_rows = edited.row_mask  # per-key bias on all rows: the fast path takes it on CUDA
-                kernel = "reference" if self.kernel == "reference" else "auto"
-            sreq = req.request_for(rec)
-            results: dict[str, Tensor] = {}
-            if sreq.any:
-                rows = self.query_rows(site, rec.queries, call.q.shape[-2], call.q.device)
-                results = compute_stats(
-                    call.q,
-                    call.k,
-                    scale=call.scale,
-                    query_rows=rows,
-                    request=sreq,
-                    bias=bias,
-                    kernel=kernel,
-                    lse=lse if edited is None else edited.lse,  # a kernel's own, for these very logits
-                    bias_rows=bias_rows,
-                    cache=self.kernel_cache,
-                )
+            wanted = [v for v in views if rec.view in (v, "both")] if self._in_scope(rec) else []
+            if wanted:
+                in_scope.append((rec, wanted))
+        by_record: dict[int, dict[str, Tensor]] = {}
+        for queries, recs, sreq in merged_requests(req, in_scope):  # the records of a site: one call per query set
+            rows = self.query_rows(site, queries, call.q.shape[-2], call.q.device)
+            computed = compute_stats(
+                call.q,
+                call.k,
+                scale=call.scale,
+                query_rows=rows,
+                request=sreq,
+                bias=bias,
+                kernel=kernel,
+                lse=lse if edited is None else edited.lse,  # a kernel's own, for these very logits
+                bias_rows=bias_rows,
+                cache=self.kernel_cache,
+            )
+            for rec in recs:
+                names = {v for stat in req.request_for(rec).stats for v in CATALOGUE[stat].variable_names}
+                by_record[id(rec)] = {n: val for n, val in computed.items() if n in names}
+        for rec, wanted in in_scope:
+            results = by_record.get(id(rec), {})
             if "capture" in rec.stats and out is not None and "after" in wanted:
                 self.captured[(site.path, step, ccall)] = {
                     "v": call.v.detach().clone(),
