@@ -7,9 +7,14 @@ trace lifecycle).
 ``site_requests`` merges the plan's records into one request per site (a statistic is declared once
 per plan, with one option set, so every stored variable has one meaning; declaring it twice is a
 ``PlanError``). At run time the ``Observer`` is the SDPA handler of every site: it runs the original
-kernel call (so the output is the model's own, bit for bit), and, when the step is in scope, hands the
-captured q, k and the output to the statistics kernels (``interp.kernels``: fused log-sum-exp passes
-where they apply, the exact reference path otherwise) with the query rows of the record's query set.
+kernel call (so the output is the model's own, bit for bit; where a record can use it, through the
+very op public SDPA runs, which also returns the row log-sum-exp: ``kernels.gpu.sdpa_with_lse`` on
+CUDA, ``kernels.lse_path.cpu_sdpa_with_lse`` on CPU, each verified bit-identical once per shape), and,
+when the step is in scope, hands the captured q, k, that log-sum-exp and the output to the statistics
+kernels (``interp.kernels``: fused passes where they apply, the exact reference path otherwise) with
+the query rows of the record's query set. The records of a site that share a query set share one
+statistics call (``merged_requests``); what a call needs that does not change between steps (query
+rows, the activation norms' ``NormIndex``, each record's ``StatRequest``) is built once per trace.
 Results stay on the device in a ``TraceBuffer`` keyed by (variable, step, call, site, rows) until the
 trace ends; ``TraceBuffer.arrays`` then lays them out densely with NaN (or -1) where nothing was
 recorded. Token layouts are built lazily, once per (layout, branch), from the adapter, and checked
