@@ -12,6 +12,7 @@ of docs/design.md, Kernels:
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -76,21 +77,28 @@ def main() -> None:
     for stats in CASES.values():
         traced(stats)  # warm-up (imports, first-call allocations)
     times: dict[str, list[float]] = {"plain": [], **{c: [] for c in CASES}}
+    cpu: dict[str, list[float]] = {name: [] for name in times}
     for _ in range(args.rounds):
         for name in times:
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             plain() if name == "plain" else traced(CASES[name])
             times[name].append(time.perf_counter() - t0)
-    base = statistics.median(times["plain"])
+            cpu[name].append(time.process_time() - c0)
+    base, base_cpu = statistics.median(times["plain"]), statistics.median(cpu["plain"])
     print(
         f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{args.threads} thread(s); {args.blocks} blocks of {args.heads} heads x {args.head_dim}, "
-        f"1024 image + 333 text tokens, {args.steps} steps, CFG"
+        f"1024 image + 333 text tokens, {args.steps} steps, CFG; load average {os.getloadavg()[0]:.1f}"
     )
-    print(f"{'case':<44}{'median s':>10}{'ratio':>8}")
+    # wall time counts the time other processes hold the core; the process's CPU time does not (on a
+    # shared machine it is the steadier measure of the work done)
+    print(f"{'case':<44}{'median s':>10}{'ratio':>8}{'min ratio':>10}{'CPU s':>10}{'CPU ratio':>10}{'CPU min r':>10}")
     for name, ts in times.items():
-        med = statistics.median(ts)
-        print(f"{name:<44}{med:>10.3f}{med / base:>8.2f}")
+        med, cmed = statistics.median(ts), statistics.median(cpu[name])
+        print(
+            f"{name:<44}{med:>10.3f}{med / base:>8.2f}{min(ts) / min(times['plain']):>10.2f}"
+            f"{cmed:>10.3f}{cmed / base_cpu:>10.2f}{min(cpu[name]) / min(cpu['plain']):>10.2f}"
+        )
 
 
 if __name__ == "__main__":
