@@ -54,7 +54,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--head-dim", type=int, default=64)
+    ap.add_argument("--cases", type=int, default=len(CASES), help="run the first N cases only")
     args = ap.parse_args()
+    cases = dict(list(CASES.items())[: args.cases])
     torch.set_num_threads(args.threads)
     pipe = bench_pipeline(args.blocks, args.heads, args.head_dim)
     kw = dict(
@@ -74,14 +76,14 @@ def main() -> None:
             record(*stats, layers="all")
 
     plain()
-    for stats in CASES.values():
+    for stats in cases.values():
         traced(stats)  # warm-up (imports, first-call allocations)
-    times: dict[str, list[float]] = {"plain": [], **{c: [] for c in CASES}}
+    times: dict[str, list[float]] = {"plain": [], **{c: [] for c in cases}}
     cpu: dict[str, list[float]] = {name: [] for name in times}
     for _ in range(args.rounds):
         for name in times:
             c0, t0 = time.process_time(), time.perf_counter()
-            plain() if name == "plain" else traced(CASES[name])
+            plain() if name == "plain" else traced(cases[name])
             times[name].append(time.perf_counter() - t0)
             cpu[name].append(time.process_time() - c0)
     base, base_cpu = statistics.median(times["plain"]), statistics.median(cpu["plain"])
