@@ -7,9 +7,14 @@ trace lifecycle).
 ``site_requests`` merges the plan's records into one request per site (a statistic is declared once
 per plan, with one option set, so every stored variable has one meaning; declaring it twice is a
 ``PlanError``). At run time the ``Observer`` is the SDPA handler of every site: it runs the original
-kernel call (so the output is the model's own, bit for bit), and, when the step is in scope, hands the
-captured q, k and the output to the statistics kernels (``interp.kernels``: fused log-sum-exp passes
-where they apply, the exact reference path otherwise) with the query rows of the record's query set.
+kernel call (so the output is the model's own, bit for bit; where a record can use it, through the
+very op public SDPA runs, which also returns the row log-sum-exp: ``kernels.gpu.sdpa_with_lse`` on
+CUDA, ``kernels.lse_path.cpu_sdpa_with_lse`` on CPU, each verified bit-identical once per shape), and,
+when the step is in scope, hands the captured q, k, that log-sum-exp and the output to the statistics
+kernels (``interp.kernels``: fused passes where they apply, the exact reference path otherwise) with
+the query rows of the record's query set. The records of a site that share a query set share one
+statistics call (``merged_requests``); what a call needs that does not change between steps (query
+rows, the activation norms' ``NormIndex``, each record's ``StatRequest``) is built once per trace.
 Results stay on the device in a ``TraceBuffer`` keyed by (variable, step, call, site, rows) until the
 trace ends; ``TraceBuffer.arrays`` then lays them out densely with NaN (or -1) where nothing was
 recorded. Token layouts are built lazily, once per (layout, branch), from the adapter, and checked
@@ -26,7 +31,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
@@ -41,13 +46,14 @@ from interp.edits.select import candidates_of
 from interp.edits.spec import Edit, in_window
 from interp.kernels.cache import KernelCache
 from interp.kernels.linear import linear_attention_map, linear_attention_stats
-from interp.kernels.lse_path import compute_stats
-from interp.kernels.reference import StatRequest, activation_norms, attention_map, mask_to_bias
+from interp.kernels.lse_path import LSE_NEEDS, compute_stats, cpu_sdpa_with_lse
+from interp.kernels.norms import NormIndex, activation_norms
+from interp.kernels.reference import StatRequest, attention_map, mask_to_bias
 from interp.kernels.transfer import to_host
 from interp.plan import Plan, PlanError, Record
 from interp.sites.intercept import LinearCall, SDPACall
 from interp.sites.select import resolve_sites
-from interp.statistics import KERNEL_STATISTICS
+from interp.statistics import CATALOGUE, KERNEL_STATISTICS
 
 
 def _prefix_related(a: tuple[Tensor, Tensor, Tensor], b: tuple[Tensor, Tensor, Tensor]) -> bool:
@@ -69,8 +75,21 @@ class SiteRequest:
     edits: tuple[tuple[int, Edit], ...] = ()
 
     def request_for(self, record: Record) -> StatRequest:
-        """The kernel statistics of ``record`` (those the catalogue says the kernels compute)."""
+        """The kernel statistics of ``record`` (those the catalogue says the kernels compute), built
+        once per request: a site call does no per-call host work for it."""
+        for rec, sreq in zip(self.records, self._stat_requests, strict=True):
+            if rec is record:
+                return sreq
         return StatRequest(set(record.stats) & set(KERNEL_STATISTICS), top=record.top, k=record.k)
+
+    @cached_property
+    def _stat_requests(self) -> tuple[StatRequest, ...]:
+        return tuple(StatRequest(set(r.stats) & set(KERNEL_STATISTICS), top=r.top, k=r.k) for r in self.records)
+
+    @cached_property
+    def lse_requests(self) -> tuple[tuple[Record, bool], ...]:
+        """Per record: whether its statistics include one the forward's log-sum-exp serves."""
+        return tuple((r, q.only(LSE_NEEDS).any) for r, q in zip(self.records, self._stat_requests, strict=True))
 
     @property
     def norm_record(self) -> Record | None:
@@ -151,6 +170,31 @@ class TraceBuffer:
         return out
 
 
+def merged_requests(
+    req: SiteRequest, in_scope: Sequence[tuple[Record, Sequence[str]]]
+) -> list[tuple[str, list[Record], StatRequest]]:
+    """The kernel statistics of a site call's records grouped into as few ``compute_stats`` calls as
+    possible: records with the same query set and views share one call (their statistics are disjoint,
+    each is declared once per plan) unless their options conflict (two ranks counts for ``top`` or two
+    budgets for ``k``), which keeps them apart. (query set, records, merged request) per call."""
+    groups: dict[tuple[str, tuple[str, ...]], list[Record]] = defaultdict(list)
+    for rec, wanted in in_scope:
+        if req.request_for(rec).any:
+            groups[(rec.queries, tuple(wanted))].append(rec)
+    out: list[tuple[str, list[Record], StatRequest]] = []
+    for (queries, _), recs in groups.items():
+        sreqs = [req.request_for(r) for r in recs]
+        tops = {q.top for q in sreqs if q.wants("mass")}
+        ks = {q.k for q in sreqs if q.wants("mass_topk") or q.wants("query_topk")}
+        if len(recs) > 1 and len(tops) <= 1 and len(ks) <= 1:
+            stats = set().union(*(q.stats for q in sreqs))
+            merged = StatRequest(stats, top=tops.pop() if tops else sreqs[0].top, k=ks.pop() if ks else sreqs[0].k)
+            out.append((queries, recs, merged))
+        else:
+            out.extend((queries, [r], q) for r, q in zip(recs, sreqs, strict=True))
+    return out
+
+
 class Observer:
     """SDPA handler and output hook for every site of one trace."""
 
@@ -182,7 +226,7 @@ class Observer:
         self.buffer = TraceBuffer()
         self.layouts: dict[tuple[str, str], TokenLayout] = {}
         self._rows: dict[tuple[str, str, str, str, int], Tensor] = {}
-        self._streams: dict[tuple[str, str, str, int], dict[str, Tensor]] = {}  # built once: no host sync per call
+        self._streams: dict[tuple, NormIndex] = {}  # built once: no host sync per call
         # edit selectors' candidate keys, built once likewise (the session's cache when given)
         self._candidates: dict[tuple, Tensor] = {} if candidates is None else candidates
         self.site_shapes: dict[str, tuple[int, int]] = {}
@@ -295,13 +339,21 @@ class Observer:
                 out[path] = entry
         return out
 
-    def stream_rows(self, site: SiteInfo, n_query: int, device: torch.device) -> dict[str, Tensor]:
+    def stream_rows(self, site: SiteInfo, n_query: int, device: torch.device) -> NormIndex:
+        """The pre_out norms' streams (image and text rows of the used queries) as a ``NormIndex``,
+        built once per (site, device, branch) for the trace: a call then needs no host work for them."""
         key = (site.path, str(device), self._call_branch(), n_query)
         if key not in self._streams:
-            used = self.query_rows(site, "used", n_query, device)
-            modality = self.layout(site.query_layout, self._call_branch(), n_query).modality
-            mod = torch.as_tensor(modality[used.cpu().numpy()] == IMAGE, device=device)
-            self._streams[key] = {IMAGE: used[mod], TEXT: used[~mod]}
+            used = self.query_rows(site, "used", n_query, device).cpu().numpy()
+            image = self.layout(site.query_layout, self._call_branch(), n_query).modality[used] == IMAGE
+            self._streams[key] = NormIndex.build({IMAGE: used[image], TEXT: used[~image]}, n_query, device)
+        return self._streams[key]
+
+    def output_rows(self, site: SiteInfo, stream: str, n: int, device: torch.device) -> NormIndex:
+        """Every token of one post_out stream tensor as a one-stream ``NormIndex`` (built once)."""
+        key = (site.path, stream, n, str(device))
+        if key not in self._streams:
+            self._streams[key] = NormIndex.build({stream: np.arange(n)}, n, device)
         return self._streams[key]
 
     # --- hooks -----------------------------------------------------------------------------------
@@ -398,17 +450,22 @@ class Observer:
                         self.buffer.add(var + suffix, step, ccall, req.index, br, val)
 
     def _forward(self, req: SiteRequest, call: SDPACall) -> tuple[Tensor, Tensor | None]:
-        """The unedited kernel call, bit for bit; on CUDA also its log-sum-exp when a record can use it
-        (``kernels.gpu.sdpa_with_lse`` runs the op public SDPA would run, checked bit-identical once
-        per shape, and falls back to the original call otherwise)."""
+        """The unedited kernel call, bit for bit, and its log-sum-exp when a record can use it
+        (``kernels.gpu.sdpa_with_lse`` on CUDA, ``kernels.lse_path.cpu_sdpa_with_lse`` on CPU: the op
+        public SDPA would run, checked bit-identical once per shape, the original call otherwise)."""
+        cpu = call.q.device.type == "cpu"
         wants = (
-            call.q.is_cuda
-            and self.kernel == "auto"
+            (call.q.is_cuda or cpu)
+            and (self.kernel == "auto" or (cpu and self.kernel == "lse"))
             and call.attn_mask is None
-            and any(req.request_for(r).any for r in req.records if self._in_scope(r))
+            and call.dropout_p == 0.0
+            and not call.is_causal
+            and any(uses for r, uses in req.lse_requests if uses and self._in_scope(r))
         )
         if not wants:
             return call.run_original(), None
+        if cpu:
+            return cpu_sdpa_with_lse(call.q, call.k, call.v, scale=call.scale_arg, cache=self.kernel_cache)
         from interp.kernels.gpu import sdpa_with_lse
 
         return sdpa_with_lse(
@@ -436,35 +493,37 @@ class Observer:
         CUDA), so the fused statistics need one extra pass instead of two."""
         site = req.site
         step, ccall, br = self.clock.step, self.clock.call, self.branch_index()
-        mask_bias = mask_to_bias(call.attn_mask)
+        bias, bias_rows, kernel = mask_to_bias(call.attn_mask), None, self.kernel
+        if edited is not None and edited.key_bias is not None:
+            key_bias = edited.key_bias[:, :, None, :]
+            bias = key_bias if bias is None else key_bias + bias
+            bias_rows = edited.row_mask  # per-key bias on all rows: the fast path takes it on CUDA
+            kernel = "reference" if self.kernel == "reference" else "auto"
+        in_scope: list[tuple[Record, list[str]]] = []
         for rec in req.records:
-            if not self._in_scope(rec):
-                continue
-            wanted = [v for v in views if rec.view in (v, "both")]
-            if not wanted:
-                continue
-            bias, bias_rows, kernel = mask_bias, None, self.kernel
-            if edited is not None and edited.key_bias is not None:
-                bias = edited.key_bias[:, :, None, :]
-                bias = bias if mask_bias is None else bias + mask_bias
-                bias_rows = edited.row_mask  # per-key bias on all rows: the fast path takes it on CUDA
-                kernel = "reference" if self.kernel == "reference" else "auto"
-            sreq = req.request_for(rec)
-            results: dict[str, Tensor] = {}
-            if sreq.any:
-                rows = self.query_rows(site, rec.queries, call.q.shape[-2], call.q.device)
-                results = compute_stats(
-                    call.q,
-                    call.k,
-                    scale=call.scale,
-                    query_rows=rows,
-                    request=sreq,
-                    bias=bias,
-                    kernel=kernel,
-                    lse=lse if edited is None else edited.lse,  # a kernel's own, for these very logits
-                    bias_rows=bias_rows,
-                    cache=self.kernel_cache,
-                )
+            wanted = [v for v in views if rec.view in (v, "both")] if self._in_scope(rec) else []
+            if wanted:
+                in_scope.append((rec, wanted))
+        by_record: dict[int, dict[str, Tensor]] = {}
+        for queries, recs, sreq in merged_requests(req, in_scope):  # the records of a site: one call per query set
+            rows = self.query_rows(site, queries, call.q.shape[-2], call.q.device)
+            computed = compute_stats(
+                call.q,
+                call.k,
+                scale=call.scale,
+                query_rows=rows,
+                request=sreq,
+                bias=bias,
+                kernel=kernel,
+                lse=lse if edited is None else edited.lse,  # a kernel's own, for these very logits
+                bias_rows=bias_rows,
+                cache=self.kernel_cache,
+            )
+            for rec in recs:
+                names = {v for stat in req.request_for(rec).stats for v in CATALOGUE[stat].variable_names}
+                by_record[id(rec)] = {n: val for n, val in computed.items() if n in names}
+        for rec, wanted in in_scope:
+            results = by_record.get(id(rec), {})
             if "capture" in rec.stats and out is not None and "after" in wanted:
                 self.captured[(site.path, step, ccall)] = {
                     "v": call.v.detach().clone(),
@@ -504,8 +563,7 @@ class Observer:
                 if x is None:
                     parts.append(None)
                     continue
-                rows = torch.arange(x.shape[1], device=x.device)
-                parts.append(activation_norms(x, {name: rows}, rec.ord))
+                parts.append(activation_norms(x, self.output_rows(req.site, name, x.shape[1], x.device), rec.ord))
             ref = next(p for p in parts if p is not None)
             mx = torch.cat([p[0] if p is not None else torch.full_like(ref[0], float("nan")) for p in parts], dim=-2)
             p95 = torch.cat([p[1] if p is not None else torch.full_like(ref[1], float("nan")) for p in parts], dim=-2)

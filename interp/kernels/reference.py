@@ -170,19 +170,23 @@ def mass_summaries(mass: Float[Tensor, "b h nk"], request: StatRequest) -> dict[
     nk = mass.shape[-1]
     if request.wants("mass_full"):
         out["mass_per_key"] = mass
+    kq = min(request.k, nk)
     if request.wants("mass"):
         top = min(request.top, nk)
-        vals, idx = mass.topk(top, dim=-1)
+        vals, idx = mass.topk(top, dim=-1)  # sorted, descending
+        if request.wants("mass_topk") and kq <= top:  # the same values in the same order: one topk serves both
+            out["mass_topk"] = vals[..., :kq].sum(dim=-1)
         if top < request.top:  # fewer keys than ranks: pad, never invent keys
             pad = request.top - top
             vals = torch.cat([vals, vals.new_full((*vals.shape[:-1], pad), float("nan"))], dim=-1)
             idx = torch.cat([idx, idx.new_full((*idx.shape[:-1], pad), -1)], dim=-1)
+        keys = idx.to(torch.int32)
         out["max_mass"] = vals[..., 0]
-        out["argmax_key"] = idx[..., 0].to(torch.int32)
-        out["topk_keys"] = idx.to(torch.int32)
+        out["argmax_key"] = keys[..., 0]
+        out["topk_keys"] = keys
         out["topk_mass"] = vals
-    if request.wants("mass_topk"):
-        out["mass_topk"] = mass.topk(min(request.k, nk), dim=-1).values.sum(dim=-1)
+    if request.wants("mass_topk") and "mass_topk" not in out:
+        out["mass_topk"] = mass.topk(kq, dim=-1).values.sum(dim=-1)
     return out
 
 

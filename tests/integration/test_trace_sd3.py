@@ -368,3 +368,33 @@ def test_bypassing_backend_is_refused(pipe):
 def test_record_outside_trace_raises():
     with pytest.raises(RuntimeError, match="inside `with tracer.trace"):
         record("mass")
+
+
+def test_records_of_one_site_share_one_statistics_call(pipe):
+    """Two records at the same sites (disjoint statistics, same query set) give exactly the values of
+    one record listing both: the observer computes them in one kernel call (``merged_requests``);
+    records whose options conflict (``k``) are computed apart and still equal their own traces."""
+    from interp.engine.observer import SiteRequest, merged_requests
+
+    one, _ = run_traced(pipe, lambda: record("mass", "entropy", "mass_topk", layers="all", k=3))
+    two, _ = run_traced(pipe, lambda: (record("mass", layers="all"), record("entropy", "mass_topk", layers="all", k=3)))
+    for var in ("max_mass", "topk_keys", "topk_mass", "entropy", "mass_topk"):
+        np.testing.assert_array_equal(two.stats[var].values, one.stats[var].values, err_msg=var)
+
+    apart, _ = run_traced(pipe, lambda: (record("mass_topk", layers=[1], k=2), record("query_topk", layers=[1], k=4)))
+    alone, _ = run_traced(pipe, lambda: record("query_topk", layers=[1], k=4))
+    np.testing.assert_array_equal(apart.stats["query_topk"].values, alone.stats["query_topk"].values)
+
+    recs = (record_obj("mass"), record_obj("entropy"), record_obj("mass_topk", k=2), record_obj("query_topk", k=4))
+    req = SiteRequest(site=None, index=0, records=recs)  # type: ignore[arg-type]
+    calls = merged_requests(req, [(r, ["after"]) for r in recs])
+    assert len(calls) == 4  # mass_topk and query_topk disagree on k: nothing merges across that conflict
+    calls = merged_requests(req, [(r, ["after"]) for r in recs[:3]])
+    assert [(q, len(rs), sorted(m.stats)) for q, rs, m in calls] == [("used", 3, ["entropy", "mass", "mass_topk"])]
+    assert calls[0][2].k == 2 and calls[0][2].top == 8
+
+
+def record_obj(*stats, **kw):
+    from interp.plan import Record
+
+    return Record(stats=tuple(stats), **{"layers": "all", **kw})
