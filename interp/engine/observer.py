@@ -306,8 +306,9 @@ class Observer:
                 if path == site.path and not _prefix_related(other, entry):
                     raise PlanError(
                         f"maps at {site.path}: this call's branch has {nk} keys and another's a different key "
-                        "count, so the map columns would name different tokens; record maps with keys='all' "
-                        "or only in calls of one branch (this pipeline's CFG branches differ in text length)"
+                        "count, so the map rows or columns would name different tokens; record maps over every "
+                        "query and key (queries='all', keys='all') or only in calls of one branch (this "
+                        "pipeline's CFG branches differ in text length)"
                     )
             self._guard_unplanned_maps(site, rec, call, entry)
             self.map_index[key] = entry
