@@ -85,3 +85,22 @@ def dominant_counts(argmax: np.ndarray, classes: np.ndarray) -> np.ndarray:
 def blocks(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
+
+
+def class_shares(counts: np.ndarray, axis: tuple[int, ...] | int | None = None) -> np.ndarray:
+    """Share of each class (last axis) of ``counts`` summed over ``axis`` (default: every other axis).
+
+    NaN where nothing was counted (an edit in no scope, a branch without text)."""
+    c = np.asarray(counts, np.float64)
+    if axis is None:
+        axis = tuple(range(c.ndim - 1))
+    total = c.sum(axis=axis)
+    tot = total.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tot > 0, total / np.where(tot > 0, tot, 1), np.nan)
+
+
+def group_counts(counts: np.ndarray, group: tuple[str, ...]) -> np.ndarray:
+    """Counts of the classes of ``group`` (e.g. ``interp.edits.words.CONTENT``), summed (class axis last)."""
+    idx = [WORD_CLASSES.index(c) for c in group]
+    return np.asarray(counts)[..., idx].sum(axis=-1)
