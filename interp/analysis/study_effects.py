@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -304,7 +305,8 @@ def _finite(x: float | None) -> float:
 def _safe(fn):  # noqa: ANN001, ANN202
     """``fn()``, or None where the data cannot support the statistic (too few units, constant data)."""
     try:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scipy's "degenerate data" warnings: the result is NaN-checked
             return fn()
     except (ValueError, ZeroDivisionError, FloatingPointError):
         return None
