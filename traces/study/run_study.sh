@@ -9,11 +9,13 @@
 #    analysis keeps only the units (caption line, seed) that every condition finished. Run again with the
 #    same STORE to resume.
 # 2. The store's done samples are reduced to OUT/tables.npz (interp.analysis.study_tables).
-# 3. OUT/cost.json: device, processes, sweep seconds, samples done, samples/s.
-# 4. OUT/findings.md (+ findings.json) is generated from the tables (interp.analysis.findings).
+# 3. WORK/cost.json: device, processes, sweep seconds, samples generated, samples/s (also on the page).
+# 4. OUT/findings.md (+ findings.json, every number and the cost) is generated from the tables
+#    (interp.analysis.findings). OUT gets these three files only; the sweep's log, the cost and a
+#    config copy go to WORK (default OUT), the store to STORE (thousands of chunk files).
 # BUDGET (seconds, whole script) bounds stages 2-4 so that a run under `timeout` still leaves its files.
 # PER_TAG / SEEDS / STEPS / CONDITIONS (comma-separated) run a smaller copy of the recipe
-# (traces/study/subset_config.py); the store then lives in OUT unless STORE is given.
+# (traces/study/subset_config.py); the store then lives in WORK unless STORE is given.
 set -u
 cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} PYTHONUNBUFFERED=1
@@ -22,16 +24,17 @@ NPROC=${NPROC:-14}
 LIMIT=${LIMIT:-120}
 BUDGET=${BUDGET:-100000}
 RESAMPLES=${RESAMPLES:-9999}
-mkdir -p "$OUT"
+WORK=${WORK:-$OUT}
+mkdir -p "$OUT" "$WORK"
 t0=$(date +%s)
 left() { echo $(( BUDGET - ($(date +%s) - t0) )); }
 
 CONFIG=traces/study/organism_study.toml
 if [ -n "${PER_TAG:-}${SEEDS:-}${STEPS:-}${CONDITIONS:-}" ]; then
-    CONFIG="$OUT/study.toml"
+    CONFIG="$WORK/study.toml"
     python traces/study/subset_config.py "$CONFIG" ${PER_TAG:+--per-tag "$PER_TAG"} ${SEEDS:+--seeds "$SEEDS"} \
         ${STEPS:+--steps "$STEPS"} ${CONDITIONS:+--conditions "$CONDITIONS"} || exit 1
-    STORE=${STORE:-$OUT/store.zarr}
+    STORE=${STORE:-$WORK/store.zarr}
 fi
 STORE=${STORE:-/tmp/organism_study.zarr}
 before=0
@@ -42,26 +45,26 @@ fi
 echo "sweep: $CONFIG -> $STORE, $NPROC process(es), stopped after $LIMIT s"
 if [ "$NPROC" -gt 1 ]; then
     timeout -s TERM -k 10 "$LIMIT" torchrun --standalone --nproc_per_node "$NPROC" -m interp.cli sweep \
-        "$CONFIG" --store "$STORE" --no-progress > "$OUT/sweep.log" 2>&1
+        "$CONFIG" --store "$STORE" --no-progress > "$WORK/sweep.log" 2>&1
 else
     timeout -s TERM -k 10 "$LIMIT" python -m interp.cli sweep "$CONFIG" --store "$STORE" --no-progress \
-        > "$OUT/sweep.log" 2>&1
+        > "$WORK/sweep.log" 2>&1
 fi
 rc=$?
 sweep_s=$(( $(date +%s) - t0 ))
 echo "sweep exit $rc after $sweep_s s (124: stopped at the limit)"
-tail -n 5 "$OUT/sweep.log"
+tail -n 5 "$WORK/sweep.log"
 
 t1=$(date +%s)
 timeout -k 5 $(( $(left) - 30 )) python -m interp.analysis.study_tables "$STORE" "$OUT/tables.npz" \
     --workers "$NPROC" --block 64 || { echo "tables failed or ran out of time"; exit 1; }
 tables_s=$(( $(date +%s) - t1 ))
 
-python - "$OUT" "$NPROC" "$LIMIT" "$sweep_s" "$tables_s" "$rc" "$before" <<'EOF'
+python - "$OUT" "$WORK" "$NPROC" "$LIMIT" "$sweep_s" "$tables_s" "$rc" "$before" <<'EOF'
 import json, sys
 import numpy as np
 import torch
-out, nproc, limit, sweep_s, tables_s, rc, before = sys.argv[1:]
+out, work, nproc, limit, sweep_s, tables_s, rc, before = sys.argv[1:]
 with np.load(f"{out}/tables.npz") as z:
     done = int(z["sample"].size) - int(before)
 device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU (no CUDA)"
@@ -75,11 +78,11 @@ cost = {
     "samples_per_s": round(done / max(int(sweep_s), 1), 3),
     "tables_wall_s": int(tables_s),
 }
-json.dump(cost, open(f"{out}/cost.json", "w"), indent=1)
+json.dump(cost, open(f"{work}/cost.json", "w"), indent=1)
 print(json.dumps(cost))
 EOF
 
 timeout -k 5 $(( $(left) - 5 )) python -m interp.analysis.findings "$OUT/tables.npz" --out "$OUT/findings.md" \
-    --json "$OUT/findings.json" --cost "$OUT/cost.json" --resamples "$RESAMPLES" --label "tables.npz" \
+    --json "$OUT/findings.json" --cost "$WORK/cost.json" --resamples "$RESAMPLES" --label "tables.npz" \
     || echo "findings failed or ran out of time"
 echo "total $(( $(date +%s) - t0 )) s (device seconds of the whole run)"
