@@ -50,6 +50,7 @@ HEADLINE = (
 )
 CONTROL_FNS = ("mask_random", "mask_bottomk")
 SELECTOR_KEYS = ("fn", "seed", "match")
+SMALL = 200  # fewer units than this: the page says it is a small-scale run
 REGENERATE = "python -m interp.analysis.findings {inputs} --out docs/findings.md"
 
 
@@ -307,6 +308,13 @@ def render(res: dict, *, inputs: Sequence[str] = ()) -> str:
         f"{sc['steps']} steps, guidance {sc['guidance_scale']}, model `{sc['model']}`; {sc['samples']} samples done.",
         "",
     ]
+    if sc["units"] < SMALL:
+        L += [
+            '!!! warning "Small scale"',
+            f"    {sc['units']} units only: intervals are wide and most verdicts are expected to be inconclusive. "
+            "The study's scale is set by the run (`traces/study/run_study.sh`), not by this page.",
+            "",
+        ]
     L += _table(["tag", "units"], [[t, n] for t, n in sc["units_per_tag"].items()])
     cost_rows = [[k.replace("_", " "), v if not isinstance(v, float) else f"{v:.4g}"] for k, v in cost.items()]
     L += _table(["cost", "value"], cost_rows)
