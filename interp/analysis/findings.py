@@ -182,17 +182,24 @@ def _nanmean(x: np.ndarray) -> float | None:
 
 def _by_tag(study: Study, units: Units, conds: list[str], method: Method) -> list[dict]:
     baseline = next(iter(units.rows))
+    cond_b = _branch(study, "cond")
     out = []
     for tag in np.unique(units.tag):
         sub = units.subset(units.tag == tag)
         base = study.correct[sub.rows[baseline]]
         ests = holm([method.difference(study.correct[sub.rows[c]], base, sub.prompt) for c in conds])
+        content = {}
+        for c in conds:  # share of the cond branch's edited keys that are content words, for this tag
+            ed = study.edited[sub.rows[c], cond_b] if cond_b is not None else np.zeros((0, len(WORD_CLASSES)))
+            total = ed.sum()
+            content[c] = float(group_counts(ed, CONTENT).sum() / total) if total else None
         out.append(
             {
                 "tag": str(tag),
                 "units": len(sub),
                 "baseline_accuracy": float(base.mean()),
                 "effects": {c: e.to_dict() for c, e in zip(conds, ests, strict=True)},
+                "content_share": content,
             }
         )
     return out
@@ -408,11 +415,19 @@ def render(res: dict, *, inputs: Sequence[str] = ()) -> str:
     )
     if res["by_tag"]:
         conds = list(res["by_tag"][0]["effects"])
-        L += ["## By tag", "", "Δ accuracy vs baseline [95% CI] per GenEval tag (Holm within each tag).", ""]
+        L += [
+            "## By tag",
+            "",
+            "Δ accuracy vs baseline [95% CI] per GenEval tag (Holm within each tag), and the share of the edit's "
+            "removed keys (cond branch) that are content words (attribute, relation, noun) for that tag's captions.",
+            "",
+        ]
         L += _table(
-            ["tag", "units", "baseline", *conds],
+            ["tag", "units", "baseline", *[f"{c}: Δ" for c in conds], *[f"{c}: content removed" for c in conds]],
             [
-                [t["tag"], t["units"], _f(t["baseline_accuracy"])] + [_ci(t["effects"][c]) for c in conds]
+                [t["tag"], t["units"], _f(t["baseline_accuracy"])]
+                + [_ci(t["effects"][c]) for c in conds]
+                + [_pct(t["content_share"][c]) for c in conds]
                 for t in res["by_tag"]
             ],
         )
