@@ -27,7 +27,9 @@ RESAMPLES=${RESAMPLES:-9999}
 WORK=${WORK:-$OUT}
 mkdir -p "$OUT" "$WORK"
 t0=$(date +%s)
-left() { echo $(( BUDGET - ($(date +%s) - t0) )); }
+left() {  # seconds of BUDGET left after reserving $1 (at least 1: `timeout 0` would mean no limit)
+    local n=$(( BUDGET - ($(date +%s) - t0) - $1 )); echo $(( n > 0 ? n : 1 ))
+}
 
 CONFIG=traces/study/organism_study.toml
 if [ -n "${PER_TAG:-}${SEEDS:-}${STEPS:-}${CONDITIONS:-}" ]; then
@@ -44,7 +46,8 @@ fi
 
 echo "sweep: $CONFIG -> $STORE, $NPROC process(es), stopped after $LIMIT s"
 if [ "$NPROC" -gt 1 ]; then
-    timeout -s TERM -k 10 "$LIMIT" torchrun --standalone --nproc_per_node "$NPROC" -m interp.cli sweep \
+    timeout -s TERM -k 10 "$LIMIT" python -m torch.distributed.run --standalone --nproc_per_node "$NPROC" \
+        -m interp.cli sweep \
         "$CONFIG" --store "$STORE" --no-progress > "$WORK/sweep.log" 2>&1
 else
     timeout -s TERM -k 10 "$LIMIT" python -m interp.cli sweep "$CONFIG" --store "$STORE" --no-progress \
@@ -53,10 +56,10 @@ fi
 rc=$?
 sweep_s=$(( $(date +%s) - t0 ))
 echo "sweep exit $rc after $sweep_s s (124: stopped at the limit)"
-tail -n 5 "$WORK/sweep.log"
+if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; then tail -n 5 "$WORK/sweep.log"; else tail -n 40 "$WORK/sweep.log"; fi
 
 t1=$(date +%s)
-timeout -k 5 $(( $(left) - 30 )) python -m interp.analysis.study_tables "$STORE" "$OUT/tables.npz" \
+timeout -k 5 "$(left 30)" python -m interp.analysis.study_tables "$STORE" "$OUT/tables.npz" \
     --workers "$NPROC" --block 64 || { echo "tables failed or ran out of time"; exit 1; }
 tables_s=$(( $(date +%s) - t1 ))
 
@@ -82,7 +85,7 @@ json.dump(cost, open(f"{work}/cost.json", "w"), indent=1)
 print(json.dumps(cost))
 EOF
 
-timeout -k 5 $(( $(left) - 5 )) python -m interp.analysis.findings "$OUT/tables.npz" --out "$OUT/findings.md" \
+timeout -k 5 "$(left 5)" python -m interp.analysis.findings "$OUT/tables.npz" --out "$OUT/findings.md" \
     --json "$OUT/findings.json" --cost "$WORK/cost.json" --resamples "$RESAMPLES" --label "tables.npz" \
     || echo "findings failed or ran out of time"
 echo "total $(( $(date +%s) - t0 )) s (device seconds of the whole run)"
