@@ -59,7 +59,7 @@ echo "sweep exit $rc after $sweep_s s (124: stopped at the limit)"
 if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; then tail -n 5 "$WORK/sweep.log"; else tail -n 40 "$WORK/sweep.log"; fi
 
 t1=$(date +%s)
-timeout -k 5 "$(left 30)" python -m interp.analysis.study_tables "$STORE" "$OUT/tables.npz" \
+timeout -k 5 "$(left 45)" python -m interp.analysis.study_tables "$STORE" "$OUT/tables.npz" \
     --workers "$NPROC" --block 64 || { echo "tables failed or ran out of time"; exit 1; }
 tables_s=$(( $(date +%s) - t1 ))
 
@@ -87,5 +87,5 @@ EOF
 
 timeout -k 5 "$(left 5)" python -m interp.analysis.findings "$OUT/tables.npz" --out "$OUT/findings.md" \
     --json "$OUT/findings.json" --cost "$WORK/cost.json" --resamples "$RESAMPLES" --label "tables.npz" \
-    || echo "findings failed or ran out of time"
+    || echo "findings failed or ran out of time: regenerate the page from tables.npz with python -m interp.analysis.findings"
 echo "total $(( $(date +%s) - t0 )) s (device seconds of the whole run)"
