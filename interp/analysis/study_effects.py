@@ -43,7 +43,6 @@ import numpy as np
 from interp import stats
 
 NAN = float("nan")
-CLASS_AXIS = -1
 
 
 @dataclass(frozen=True)
