@@ -81,7 +81,7 @@ def compute(study: Study, method: Method | None = None, *, cost: dict | None = N
     units = complete_units(study, edits, baseline)
     res: dict = {"method": method.describe(), "margin": method.margin, "alpha": method.alpha, "baseline": baseline}
     res["scale"] = _scale(study, units)
-    res["cost"] = _cost(study, cost)
+    res["cost"] = _cost(study, cost if cost is not None else study.meta.get("cost"))
     if len(units) == 0:
         res["empty"] = True
         return res
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("inputs", nargs="+", help="study tables (.npz, one per store or worker) or stores (.zarr)")
     ap.add_argument("--out", required=True, help="the page to write (markdown)")
     ap.add_argument("--json", help="also write every result as JSON here")
-    ap.add_argument("--cost", help="JSON of the run's cost (run_study.sh writes it), shown on the page")
+    ap.add_argument("--cost", help="JSON of the run's cost, shown on the page (default: the cost in the tables)")
     ap.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples")
     ap.add_argument("--margin", type=float, default=0.05, help="TOST margin of accuracy differences")
     ap.add_argument("--workers", type=int, default=1, help="processes reducing a store given as input")

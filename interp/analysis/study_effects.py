@@ -138,6 +138,9 @@ def load_study(paths: Sequence[str | Path], *, score: bool = True) -> Study:
             "a sample must be counted once; give each worker's tables once"
         )
     meta = metas[0] | {"parts": [str(p) for p in paths], "stores": [m.get("store") for m in metas]}
+    costs = [json.loads(str(p["cost"])) for p in parts if "cost" in p]  # written by run_study.sh
+    if costs:
+        meta["cost"] = costs[0] if len(costs) == 1 else {"parts": costs}
     correct = _score(cols["image"], cols["prompt"]) if score else np.full(key.size, NAN)
     return Study(**cols, correct=correct, site=parts[0]["site"], branch=parts[0]["branch"], meta=meta)
 

@@ -9,7 +9,8 @@
 #    analysis keeps only the units (caption line, seed) that every condition finished. Run again with the
 #    same STORE to resume.
 # 2. The store's done samples are reduced to OUT/tables.npz (interp.analysis.study_tables).
-# 3. WORK/cost.json: device, processes, sweep seconds, samples generated, samples/s (also on the page).
+# 3. The run's cost (device, processes, sweep seconds, samples generated, samples/s) goes into WORK/cost.json
+#    and into the tables (the page shows it, also when regenerated from the tables alone).
 # 4. OUT/findings.md (+ findings.json, every number and the cost) is generated from the tables
 #    (interp.analysis.findings). OUT gets these three files only; the sweep's log, the cost and a
 #    config copy go to WORK (default OUT), the store to STORE (thousands of chunk files).
@@ -82,10 +83,13 @@ cost = {
     "tables_wall_s": int(tables_s),
 }
 json.dump(cost, open(f"{work}/cost.json", "w"), indent=1)
+with np.load(f"{out}/tables.npz") as z:  # the tables carry their run's cost, so the page regenerates with it
+    tables = {k: z[k] for k in z.files}
+np.savez_compressed(f"{out}/tables.npz", **tables, cost=np.array(json.dumps(cost)))
 print(json.dumps(cost))
 EOF
 
 timeout -k 5 "$(left 5)" python -m interp.analysis.findings "$OUT/tables.npz" --out "$OUT/findings.md" \
-    --json "$OUT/findings.json" --cost "$WORK/cost.json" --resamples "$RESAMPLES" --label "tables.npz" \
+    --json "$OUT/findings.json" --resamples "$RESAMPLES" --label "tables.npz" \
     || echo "findings failed or ran out of time: regenerate the page from tables.npz with python -m interp.analysis.findings"
 echo "total $(( $(date +%s) - t0 )) s (device seconds of the whole run)"
