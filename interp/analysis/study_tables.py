@@ -54,7 +54,7 @@ def reduce_store(
         "store": str(store),
         "baseline": baseline,
         "sweep_config": json.loads(ds.attrs.get("sweep_config", "{}")),
-        "n_samples": int(ds.sizes["sample"]),
+        "n_samples": int(done.size),
         "n_rows": int(xr.open_zarr(store, consolidated=True).sizes["sample"]),
     }
     tables["meta"] = np.array(json.dumps(meta))

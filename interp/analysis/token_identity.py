@@ -32,11 +32,22 @@ def key_classes(ds: xr.Dataset) -> np.ndarray:
     pad = np.asarray(ds.key_is_pad.isel(layout=0).values, bool)
     out = np.full(tok.shape, -1, dtype=np.int8)
     lookup = {c: i for i, c in enumerate(WORD_CLASSES)}
+    seen: dict[tuple, np.ndarray] = {}  # a caption's layout recurs in every condition: classify it once
     for s in range(tok.shape[0]):
         for b in range(tok.shape[1]):
             real = mod[s, b] != ""
             n = int(real.sum())
             if n == 0:
+                continue
+            key = (
+                tuple(tok[s, b, :n]),
+                tuple(mod[s, b, :n]),
+                bos[s, b, :n].tobytes(),
+                eos[s, b, :n].tobytes(),
+                pad[s, b, :n].tobytes(),
+            )
+            if key in seen:
+                out[s, b, :n] = seen[key]
                 continue
             lay = TokenLayout(
                 modality=mod[s, b, :n],
@@ -49,7 +60,8 @@ def key_classes(ds: xr.Dataset) -> np.ndarray:
                 image_row=np.zeros(n, np.int64),
                 image_col=np.zeros(n, np.int64),
             )
-            out[s, b, :n] = [lookup[c] for c in word_class(lay)]
+            seen[key] = np.array([lookup[c] for c in word_class(lay)], dtype=np.int8)
+            out[s, b, :n] = seen[key]
     return out
 
 
@@ -85,3 +97,22 @@ def dominant_counts(argmax: np.ndarray, classes: np.ndarray) -> np.ndarray:
 def blocks(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
+
+
+def class_shares(counts: np.ndarray, axis: tuple[int, ...] | int | None = None) -> np.ndarray:
+    """Share of each class (last axis) of ``counts`` summed over ``axis`` (default: every other axis).
+
+    NaN where nothing was counted (an edit in no scope, a branch without text)."""
+    c = np.asarray(counts, np.float64)
+    if axis is None:
+        axis = tuple(range(c.ndim - 1))
+    total = c.sum(axis=axis)
+    tot = total.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tot > 0, total / np.where(tot > 0, tot, 1), np.nan)
+
+
+def group_counts(counts: np.ndarray, group: tuple[str, ...]) -> np.ndarray:
+    """Counts of the classes of ``group`` (e.g. ``interp.edits.words.CONTENT``), summed (class axis last)."""
+    idx = [WORD_CLASSES.index(c) for c in group]
+    return np.asarray(counts)[..., idx].sum(axis=-1)
