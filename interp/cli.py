@@ -40,11 +40,11 @@ DEMO_MODELS = (
     "flux2",
     "flux2-klein",
     "qwenimage",
-    "auraflow",
-    "lumina2",
     "wan",  # video families
     "cogvideox",
     "cogvideox1.5",
+    "auraflow",  # the generic adapter
+    "lumina2",
 )
 """``--model`` choices: the organism and ``interp.pipelines.SUPPORTED_TINY`` (kept equal by a test,
 spelled out here so that ``--help`` does not import the pipelines)."""

@@ -70,7 +70,7 @@ def tokenizer_definition(tok) -> dict:
 
 def generate(pipe, name: str, steps: int = 2) -> torch.Tensor:
     kwargs = pipelines.tiny_call_kwargs(name) | {"num_inference_steps": steps}
-    out = pipe("a photo of a cat", generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs)
+    out = pipe(prompt="a photo of a cat", generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs)
     return out.frames[0] if name in VIDEO else out.images  # a video: its frames, (F, 3, H, W)
 
 
