@@ -43,7 +43,16 @@ import numpy as np
 
 from interp.analysis.findings_distances import final_latents, latent_distance, lpips_distances
 from interp.analysis.findings_page import render
-from interp.analysis.study_effects import Method, Study, Units, complete_units, holm, load_study, pixel_shift
+from interp.analysis.study_effects import (
+    Method,
+    Study,
+    StudyError,
+    Units,
+    complete_units,
+    holm,
+    load_study,
+    pixel_shift,
+)
 from interp.analysis.token_identity import class_shares, group_counts
 from interp.edits.words import CONTENT, WORD_CLASSES
 
@@ -296,28 +305,10 @@ def _tables_of(inputs: Sequence[str], tmp: Path, workers: int) -> list[str]:
     return out
 
 
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument(
-        "inputs", nargs="+", help="study tables (.npz, one per store or worker) or study stores (.zarr folders)"
-    )
-    ap.add_argument("--out", required=True, help="the page to write (markdown)")
-    ap.add_argument(
-        "--figures", help="folder for the page's PNG figures (default: img/findings/ beside the page)", default=None
-    )
-    ap.add_argument("--json", help="also write every result as JSON here")
-    ap.add_argument("--cost", help="JSON of the run's cost, shown on the page (default: the cost in the tables)")
-    ap.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples")
-    ap.add_argument("--margin", type=float, default=0.05, help="TOST margin of accuracy differences")
-    ap.add_argument("--workers", type=int, default=1, help="processes reducing a store given as input")
-    ap.add_argument("--label", help="how the page names its inputs (default: the paths given)")
-    ap.add_argument("--no-lpips", action="store_true", help="skip LPIPS (else scored where its weights resolve)")
-    ap.add_argument("--weights-dir", help="local metric weights for LPIPS (default: $INTERP_WEIGHTS_DIR)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Write the page (and its figures, and ``--json``) from the study's tables or stores."""
+def write_page(args: argparse.Namespace) -> int:
+    """Write the page (and its figures, and ``--json``) from the study's tables or stores (options as
+    :func:`interp.analysis.findings_cli.add_arguments` defines them)."""
     from interp.analysis.findings_figures import write_figures
-    from interp.analysis.study_effects import StudyError
 
     if args.resamples < 1:
         raise StudyError(f"--resamples must be at least 1, got {args.resamples}")
@@ -344,22 +335,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_findings_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """``interp findings TABLES|STORE ... --out PAGE``: the study's findings page with its figures."""
-    p = subparsers.add_parser(
-        "findings",
-        help="the study's findings page (markdown + figures) from its tables or store",
-        description=__doc__.splitlines()[0],
-    )
-    add_arguments(p)
-    p.set_defaults(func=run)
-    return p
-
-
 def main(argv: list[str] | None = None) -> int:
+    from interp.analysis.findings_cli import add_arguments
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(ap)
-    return run(ap.parse_args(argv))
+    return write_page(ap.parse_args(argv))
 
 
 if __name__ == "__main__":
