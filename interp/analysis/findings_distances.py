@@ -54,12 +54,17 @@ def lpips_distances(
     from PIL import Image
 
     from interp.metrics import MetricSettings, load_metric
-    from interp.metrics.weights import CorruptWeightsError, MissingWeightsError
+    from interp.metrics.weights import ALEXNET, CorruptWeightsError, MissingWeightsError
 
     settings = MetricSettings() if weights_dir is None else MetricSettings(weights_dir=weights_dir)
     try:
         metric = load_metric("lpips", settings)
-    except (MissingWeightsError, CorruptWeightsError, ImportError) as exc:
+    except MissingWeightsError:
+        return None, (
+            f"LPIPS skipped: its AlexNet weights ({ALEXNET.filename}) were not found on the machine that generated "
+            "this page (give them with --weights-dir or $INTERP_WEIGHTS_DIR; nothing is downloaded; see Metrics)"
+        )
+    except (CorruptWeightsError, ImportError) as exc:
         first = " ".join(str(exc).split("\n")[0].split())
         return None, f"LPIPS skipped: {first}"
     base = [Image.fromarray(x) for x in study.image[units.rows[baseline]]]
