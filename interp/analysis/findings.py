@@ -38,6 +38,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -55,6 +56,9 @@ from interp.analysis.study_effects import (
 )
 from interp.analysis.token_identity import class_shares, group_counts
 from interp.edits.words import CONTENT, WORD_CLASSES
+
+if TYPE_CHECKING:
+    from interp.metrics import MetricSettings
 
 CONTROL_FNS = ("mask_random", "mask_bottomk")
 SELECTOR_KEYS = ("fn", "seed", "match")
@@ -94,12 +98,13 @@ def compute(
     *,
     cost: dict | None = None,
     lpips: bool = True,
-    weights_dir: str | None = None,
+    lpips_settings: MetricSettings | None = None,
 ) -> dict:
     """Every result of the findings page, as a JSON-ready dict.
 
-    ``lpips``: score LPIPS vs the baseline where its weights resolve (``weights_dir``, else
-    ``$INTERP_WEIGHTS_DIR``); without weights (or with ``lpips=False``) the results state why it is absent."""
+    ``lpips``: score LPIPS vs the baseline where its weights resolve (``lpips_settings``, default
+    ``MetricSettings()``: ``$INTERP_WEIGHTS_DIR``); without weights (or with ``lpips=False``) the results
+    state why it is absent."""
     method = method or Method()
     baseline = study.meta.get("baseline", "baseline")
     edits = [c for c in study.conditions if c != baseline]
@@ -115,7 +120,7 @@ def compute(
     res["baseline_accuracy"] = float(base_correct.mean())
     latents, res["latent_note"] = final_latents(study)
     if lpips:
-        lp, res["lpips_note"] = lpips_distances(study, units, edits, baseline, weights_dir)
+        lp, res["lpips_note"] = lpips_distances(study, units, edits, baseline, lpips_settings)
     else:
         lp, res["lpips_note"] = None, "LPIPS skipped: not asked for (--no-lpips)"
     res["has_latent"], res["has_lpips"] = latents is not None, lp is not None
@@ -319,7 +324,12 @@ def write_page(args: argparse.Namespace) -> int:
     cost = json.loads(Path(args.cost).read_text()) if args.cost else None
     with tempfile.TemporaryDirectory() as tmp:
         study = load_study(_tables_of(args.inputs, Path(tmp), args.workers))
-    res = compute(study, method, cost=cost, lpips=not args.no_lpips, weights_dir=args.weights_dir)
+    settings = None
+    if args.weights_dir:
+        from interp.metrics import MetricSettings
+
+        settings = MetricSettings(weights_dir=args.weights_dir)
+    res = compute(study, method, cost=cost, lpips=not args.no_lpips, lpips_settings=settings)
     folder = Path(args.figures) if args.figures else out.parent / "img" / "findings"
     written = write_figures(res, folder)
     rel = Path(os.path.relpath(folder, out.parent))

@@ -20,10 +20,14 @@ Three distances per (condition, unit), each one value per image pair so that the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from interp.analysis.study_effects import Study, Units
+
+if TYPE_CHECKING:
+    from interp.metrics import MetricSettings
 
 LATENTS_ARE_PIXELS = ("interp:organism",)
 """Model ids whose pipelines have no VAE: the final latents are the images (scaled to [-1, 1])."""
@@ -48,15 +52,18 @@ def latent_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def lpips_distances(
-    study: Study, units: Units, conditions: Sequence[str], baseline: str, weights_dir: str | None = None
+    study: Study, units: Units, conditions: Sequence[str], baseline: str, settings: MetricSettings | None = None
 ) -> tuple[dict[str, np.ndarray] | None, str]:
-    """LPIPS of each condition's image vs the baseline's, per unit; (None, reason) without weights."""
+    """LPIPS of each condition's image vs the baseline's, per unit; (None, reason) without weights.
+
+    ``settings``: where the weights are and LPIPS's input size (default ``MetricSettings()``:
+    ``$INTERP_WEIGHTS_DIR``, 512 px)."""
     from PIL import Image
 
     from interp.metrics import MetricSettings, load_metric
     from interp.metrics.weights import ALEXNET, CorruptWeightsError, MissingWeightsError
 
-    settings = MetricSettings() if weights_dir is None else MetricSettings(weights_dir=weights_dir)
+    settings = settings if settings is not None else MetricSettings()
     try:
         metric = load_metric("lpips", settings)
     except MissingWeightsError:

@@ -4,19 +4,22 @@ Checks: the command writes the page and the figures it references (relative path
 PNGs), the latent distance is the brute-force RMS of the organism's final latents (its pixels in
 [-1, 1]) and the sink / control latent ratio is the ratio of those means, a model without pixel
 latents gets no latent column and a stated reason, LPIPS is skipped with the reason when its weights
-are absent (scored against a by-hand pairing when they are present), figures are drawn only from
-results that hold their data, and user errors are one line with status 2.
+are absent and, with weights (a random-weight AlexNet from the metric tests' fixture), is the metric's
+own score of each unit's (edited, baseline) pair, with the sink / control ratio of those means; figures
+are drawn only from results that hold their data, and user errors are one line with status 2.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from interp.analysis.findings import compute
 from interp.analysis.findings_distances import final_latents, latent_distance
@@ -24,6 +27,10 @@ from interp.analysis.findings_figures import CLASSES, FOREST, RATIO, write_figur
 from interp.analysis.findings_page import render
 from interp.analysis.study_effects import Method, complete_units, load_study
 from interp.cli import EXIT_OK, EXIT_USAGE, main
+from interp.metrics import MetricSettings, load_metric
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "metrics"))
+import metric_helpers as helpers  # noqa: E402
 
 TABLES = Path(__file__).resolve().parents[2] / "traces" / "study" / "tables_cpu.npz"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -90,14 +97,37 @@ def test_a_model_without_pixel_latents_states_why(study):
     assert "latent RMS distance" not in page and "no final latents" in page
 
 
-def test_lpips_is_skipped_with_the_reason_or_scored(study, tmp_path):
-    res = compute(study, Method(n_resamples=99), lpips=True, weights_dir=str(tmp_path))
-    if res["has_lpips"]:  # weights found elsewhere (a cache the settings point to): scored per pair
-        assert all(r["lpips"]["estimate"] >= 0 for r in res["conditions"])
-        assert next(r for r in res["conditions"] if r["condition"] == "noop")["lpips"]["estimate"] == 0
-    else:
-        assert res["lpips_note"].startswith("LPIPS skipped:") and "alexnet" in res["lpips_note"].lower()
-        assert res["lpips_note"].rstrip(".") + "." in render(res)
+def test_lpips_without_weights_is_skipped_with_the_reason(study, tmp_path):
+    settings = MetricSettings(weights_dir=tmp_path, hf_cache_dir=None, torch_home=None)
+    res = compute(study, Method(n_resamples=99), lpips=True, lpips_settings=settings)
+    assert not res["has_lpips"] and all("lpips" not in r for r in res["conditions"])
+    assert res["lpips_note"].startswith("LPIPS skipped:") and "alexnet-owt-7be5be79.pth" in res["lpips_note"]
+    assert res["lpips_note"] + "." in render(res) and "LPIPS [CI]" not in render(res)
+
+
+def test_lpips_with_weights_scores_each_unit_against_its_baseline(study, tmp_path):
+    """Random-weight AlexNet (the metric tests' fixture): the page's LPIPS is the metric on the unit's pair."""
+    helpers.write_alexnet(tmp_path, seed=5)
+    settings = MetricSettings(weights_dir=tmp_path, device="cpu", lpips_size=64, verify_hashes=False)
+    conds = ["noop", "top1", "random1_modality"]
+    keep = np.isin(study.condition, ["baseline", *conds]) & (study.prompt_index < 12)
+    rows = {k: v[keep] for k, v in study.__dict__.items() if isinstance(v, np.ndarray) and v.shape[:1] == (len(study),)}
+    small = replace(study, **rows)
+    res = compute(small, Method(n_resamples=99), lpips=True, lpips_settings=settings)
+    assert res["has_lpips"] and "64 x 64" in res["lpips_note"]
+    units = complete_units(small, conds)
+    metric = load_metric("lpips", settings)
+    base = [Image.fromarray(x) for x in small.image[units.rows["baseline"]]]
+    by_name = {r["condition"]: r for r in res["conditions"]}
+    means = {}
+    for c in conds:
+        direct = metric.score_pairs([Image.fromarray(x) for x in small.image[units.rows[c]]], base)["lpips"]
+        means[c] = direct.mean()
+        assert by_name[c]["lpips"]["estimate"] == pytest.approx(means[c], rel=1e-6)
+    assert by_name["noop"]["lpips"]["estimate"] == 0  # bit-identical images
+    pair = next(c for c in res["contrasts"] if c["sink"] == "top1")
+    assert pair["lpips_ratio"]["estimate"] == pytest.approx(means["top1"] / means["random1_modality"], rel=1e-6)
+    assert "LPIPS [CI]" in render(res)
 
 
 def test_figures_only_from_results_that_hold_their_data(results, tmp_path):
