@@ -55,6 +55,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sweep": ("interp.sweep.cli", "add_sweep_command", "run or resume a sweep (prompts x seeds x conditions)"),
     "score": ("interp.metrics.cli", "add_score_command", "score the images of a store (CLIP-T, HPS, LPIPS, ...)"),
     "analyze": ("interp.analysis.cli", "add_analyze_command", "tables and figures of the paper from a store"),
+    "findings": ("interp.analysis.findings_cli", "add_findings_command", "the study's findings page from its tables"),
     "view": ("interp.view.cli", "add_view_command", "explore stores in the browser, or export one HTML report"),
 }
 
@@ -68,6 +69,7 @@ USER_ERRORS: tuple[tuple[str, str, int], ...] = (
     ("interp.analysis.errors", "StoreLacks", EXIT_USAGE),
     ("interp.view.source", "ViewError", EXIT_USAGE),
     ("interp.analysis.completeness", "IncompleteStore", EXIT_USAGE),
+    ("interp.analysis.study_effects", "StudyError", EXIT_USAGE),
     ("interp.metrics.weights", "MissingWeightsError", EXIT_USAGE),
     ("interp.metrics.weights", "CorruptWeightsError", EXIT_USAGE),
 )

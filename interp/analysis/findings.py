@@ -1,7 +1,11 @@
 """The findings page of a study: every number computed from its tables, none typed by hand.
 
-    python -m interp.analysis.findings TABLES.npz [MORE.npz ...] --out docs/findings.md \\
-        [--json findings.json] [--cost cost.json] [--resamples 9999] [--margin 0.05]
+    interp findings TABLES.npz [MORE.npz ...] --out docs/findings.md [--figures DIR] \\
+        [--json findings.json] [--cost cost.json] [--resamples 9999] [--margin 0.05] [--no-lpips]
+
+(``python -m interp.analysis.findings`` takes the same options.) The figures
+(``interp.analysis.findings_figures``) go to ``img/findings/`` beside the page unless ``--figures``
+names a folder; the page references them by relative path.
 
 A store (``.zarr`` folder) may be given instead of tables: it is reduced first
 (``interp.analysis.study_tables``).
@@ -30,16 +34,31 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from interp.analysis.findings_distances import final_latents, latent_distance, lpips_distances
 from interp.analysis.findings_page import render
-from interp.analysis.study_effects import Method, Study, Units, complete_units, holm, load_study, pixel_shift
+from interp.analysis.study_effects import (
+    Method,
+    Study,
+    StudyError,
+    Units,
+    complete_units,
+    holm,
+    load_study,
+    pixel_shift,
+)
 from interp.analysis.token_identity import class_shares, group_counts
 from interp.edits.words import CONTENT, WORD_CLASSES
+
+if TYPE_CHECKING:
+    from interp.metrics import MetricSettings
 
 CONTROL_FNS = ("mask_random", "mask_bottomk")
 SELECTOR_KEYS = ("fn", "seed", "match")
@@ -73,8 +92,19 @@ def _branch(study: Study, name: str) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
-def compute(study: Study, method: Method | None = None, *, cost: dict | None = None) -> dict:
-    """Every result of the findings page, as a JSON-ready dict."""
+def compute(
+    study: Study,
+    method: Method | None = None,
+    *,
+    cost: dict | None = None,
+    lpips: bool = True,
+    lpips_settings: MetricSettings | None = None,
+) -> dict:
+    """Every result of the findings page, as a JSON-ready dict.
+
+    ``lpips``: score LPIPS vs the baseline where its weights resolve (``lpips_settings``, default
+    ``MetricSettings()``: ``$INTERP_WEIGHTS_DIR``); without weights (or with ``lpips=False``) the results
+    state why it is absent."""
     method = method or Method()
     baseline = study.meta.get("baseline", "baseline")
     edits = [c for c in study.conditions if c != baseline]
@@ -88,6 +118,21 @@ def compute(study: Study, method: Method | None = None, *, cost: dict | None = N
     b_rows = units.rows[baseline]
     base_correct = study.correct[b_rows]
     res["baseline_accuracy"] = float(base_correct.mean())
+    latents, res["latent_note"] = final_latents(study)
+    if lpips:
+        lp, res["lpips_note"] = lpips_distances(study, units, edits, baseline, lpips_settings)
+    else:
+        lp, res["lpips_note"] = None, "LPIPS skipped: not asked for (--no-lpips)"
+    res["has_latent"], res["has_lpips"] = latents is not None, lp is not None
+
+    def distances(c: str) -> dict[str, np.ndarray]:
+        r = units.rows[c]
+        out = {"shift": pixel_shift(study.image[r], study.image[b_rows])}
+        if latents is not None:
+            out["latent"] = latent_distance(latents[r], latents[b_rows])
+        if lp is not None:
+            out["lpips"] = lp[c]
+        return out
 
     # every condition vs the baseline: accuracy difference (one family), pixel shift, verification
     rows, diffs = [], []
@@ -97,15 +142,15 @@ def compute(study: Study, method: Method | None = None, *, cost: dict | None = N
     diffs = holm(diffs)
     for c, d in zip(edits, diffs, strict=True):
         r = units.rows[c]
-        shift = pixel_shift(study.image[r], study.image[b_rows])
+        dist = distances(c)
         rows.append(
             {
                 "condition": c,
                 "plan": study.plan_of(c),
                 "accuracy": float(study.correct[r].mean()),
                 "delta": d.to_dict(),
-                "shift": method.mean(shift, units.prompt).to_dict(),
-                "identical_images": float((shift == 0).mean()),
+                **{k: method.mean(v, units.prompt).to_dict() for k, v in dist.items()},
+                "identical_images": float((dist["shift"] == 0).mean()),
                 "mass_before": _nanmean(study.mass_before[r]),
                 "mass_after": _nanmean(study.mass_after[r]),
                 "keys_per_head": _nanmean(study.n_keys[r]),
@@ -123,8 +168,7 @@ def compute(study: Study, method: Method | None = None, *, cost: dict | None = N
     contrasts = holm(contrasts)
     res["contrasts"] = []
     for (sink, ctrl), d in zip(pairs, contrasts, strict=True):
-        s_shift = pixel_shift(study.image[units.rows[sink]], study.image[b_rows])
-        c_shift = pixel_shift(study.image[units.rows[ctrl]], study.image[b_rows])
+        s_dist, c_dist = distances(sink), distances(ctrl)
         res["contrasts"].append(
             {
                 "sink": sink,
@@ -132,7 +176,10 @@ def compute(study: Study, method: Method | None = None, *, cost: dict | None = N
                 "delta_sink": by_name[sink]["delta"]["estimate"],
                 "delta_control": by_name[ctrl]["delta"]["estimate"],
                 "difference": d.to_dict(),
-                "shift_ratio": method.ratio(s_shift, c_shift, units.prompt).to_dict(),
+                **{
+                    f"{k}_ratio": method.ratio(s_dist[k], c_dist[k], units.prompt).to_dict()
+                    for k in s_dist  # shift_ratio, latent_ratio, lpips_ratio
+                },
             }
         )
 
@@ -263,28 +310,47 @@ def _tables_of(inputs: Sequence[str], tmp: Path, workers: int) -> list[str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("inputs", nargs="+", help="study tables (.npz, one per store or worker) or stores (.zarr)")
-    ap.add_argument("--out", required=True, help="the page to write (markdown)")
-    ap.add_argument("--json", help="also write every result as JSON here")
-    ap.add_argument("--cost", help="JSON of the run's cost, shown on the page (default: the cost in the tables)")
-    ap.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples")
-    ap.add_argument("--margin", type=float, default=0.05, help="TOST margin of accuracy differences")
-    ap.add_argument("--workers", type=int, default=1, help="processes reducing a store given as input")
-    ap.add_argument("--label", help="how the page names its inputs (default: the paths given)")
-    args = ap.parse_args(argv)
+def write_page(args: argparse.Namespace) -> int:
+    """Write the page (and its figures, and ``--json``) from the study's tables or stores (options as
+    :func:`interp.analysis.findings_cli.add_arguments` defines them)."""
+    from interp.analysis.findings_figures import write_figures
+
+    if args.resamples < 1:
+        raise StudyError(f"--resamples must be at least 1, got {args.resamples}")
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir():
+        raise StudyError(f"--out {out}: give a markdown file in an existing folder")
     method = Method(n_resamples=args.resamples, margin=args.margin)
     cost = json.loads(Path(args.cost).read_text()) if args.cost else None
     with tempfile.TemporaryDirectory() as tmp:
         study = load_study(_tables_of(args.inputs, Path(tmp), args.workers))
-    res = compute(study, method, cost=cost)
+    settings = None
+    if args.weights_dir:
+        from interp.metrics import MetricSettings
+
+        settings = MetricSettings(weights_dir=args.weights_dir)
+    res = compute(study, method, cost=cost, lpips=not args.no_lpips, lpips_settings=settings)
+    folder = Path(args.figures) if args.figures else out.parent / "img" / "findings"
+    written = write_figures(res, folder)
+    rel = Path(os.path.relpath(folder, out.parent))
+    figures = [((rel / name).as_posix(), caption) for name, caption in written]
     label = [args.label] if args.label else args.inputs
-    Path(args.out).write_text(render(res, inputs=label), encoding="utf-8")
+    out.write_text(render(res, inputs=label, figures=figures), encoding="utf-8")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=str), encoding="utf-8")
-    print(f"{args.out}: {res['scale']['units']} units, {len(res.get('conditions', []))} conditions")
+    print(
+        f"{out}: {res['scale']['units']} units, {len(res.get('conditions', []))} conditions, "
+        f"{len(written)} figures in {folder}"
+    )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from interp.analysis.findings_cli import add_arguments
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(ap)
+    return write_page(ap.parse_args(argv))
 
 
 if __name__ == "__main__":

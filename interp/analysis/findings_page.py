@@ -24,7 +24,7 @@ HEADLINE = (
     "random1_all_layers_modality",
 )
 SMALL = 200  # fewer units than this: the page says it is a small-scale run
-REGENERATE = "python -m interp.analysis.findings {inputs} --out docs/findings.md"
+REGENERATE = "interp findings {inputs} --out docs/findings.md"
 
 
 def _f(x: float | None, digits: int = 3, signed: bool = False) -> str:
@@ -65,8 +65,20 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines + [""]
 
 
-def render(res: dict, *, inputs: Sequence[str] = ()) -> str:
-    """The findings page (markdown) of :func:`compute`'s results."""
+def _distances(r: dict, res: dict) -> list[str]:
+    """The latent and LPIPS cells of a condition row (present only where the results hold them)."""
+    return [_ci(r[k], 4, False) for k in ("latent", "lpips") if res.get(f"has_{k}")]
+
+
+def _distance_headers(res: dict) -> list[str]:
+    names = {"latent": "latent RMS distance [CI]", "lpips": "LPIPS [CI]"}
+    return [names[k] for k in ("latent", "lpips") if res.get(f"has_{k}")]
+
+
+def render(res: dict, *, inputs: Sequence[str] = (), figures: Sequence[tuple[str, str]] = ()) -> str:
+    """The findings page (markdown) of :func:`compute`'s results.
+
+    ``figures``: (path relative to the page, caption) of each figure written next to it."""
     sc, cost = res["scale"], res["cost"]
     cmd = REGENERATE.format(inputs=" ".join(inputs) or "TABLES.npz")
     L = [
@@ -99,6 +111,10 @@ def render(res: dict, *, inputs: Sequence[str] = ()) -> str:
     alpha, margin = res["alpha"], res["margin"]
     cond = {r["condition"]: r for r in res["conditions"]}
     L += _claims(res, cond, alpha, margin)
+    if figures:
+        L += ["## Figures", ""]
+        for rel, caption in figures:
+            L += [f"![{caption}]({rel})", "", f"*{caption}*", ""]
     L += ["## The headline table", "", f"Baseline accuracy {_f(res['baseline_accuracy'])} (eta = 0 unless named).", ""]
     head = [c for c in HEADLINE if c in cond]
     L += _table(
@@ -109,8 +125,9 @@ def render(res: dict, *, inputs: Sequence[str] = ()) -> str:
             "p (Holm)",
             "verdict",
             "mean abs pixel shift [CI]",
+            *_distance_headers(res),
         ],
-        [["baseline", _f(res["baseline_accuracy"]), "", "", "", ""]]
+        [["baseline", _f(res["baseline_accuracy"]), "", "", "", "", *["" for _ in _distance_headers(res)]]]
         + [
             [
                 c,
@@ -119,6 +136,7 @@ def render(res: dict, *, inputs: Sequence[str] = ()) -> str:
                 _p(cond[c]["delta"]["p_adj"]),
                 verdict(cond[c]["delta"], alpha, margin),
                 _ci(cond[c]["shift"], 4, False),
+                *_distances(cond[c], res),
             ]
             for c in head
         ],
@@ -139,6 +157,7 @@ def render(res: dict, *, inputs: Sequence[str] = ()) -> str:
             "p (Holm)",
             "TOST p",
             "pixel shift [CI]",
+            *_distance_headers(res),
             "identical",
             "mass before",
             "mass after",
@@ -152,6 +171,7 @@ def render(res: dict, *, inputs: Sequence[str] = ()) -> str:
                 _p(r["delta"]["p_adj"]),
                 _p(r["delta"]["tost_p"]),
                 _ci(r["shift"], 4, False),
+                *_distances(r, res),
                 _pct(r["identical_images"]),
                 _f(r["mass_before"], 4),
                 _f(r["mass_after"], 4),
@@ -164,11 +184,22 @@ def render(res: dict, *, inputs: Sequence[str] = ()) -> str:
     L += [
         "Each top-k edit against the control of the same scope and budget (random keys, matched as named, never "
         "from the top-k set; or bottom-k). Δ(sink - control): the paired accuracy difference between the two edited "
-        "images of a unit. Shift ratio: mean pixel shift of the sink edit / of its control.",
+        "images of a unit. Shift ratio: mean pixel shift of the sink edit / of its control (and the same for the "
+        "latent and LPIPS distances where present).",
         "",
     ]
+    ratio_keys = [k for k in ("latent", "lpips") if res.get(f"has_{k}")]
     L += _table(
-        ["sink", "control", "Δ sink", "Δ control", "Δ(sink - control) [CI]", "p (Holm)", "shift ratio [CI]"],
+        [
+            "sink",
+            "control",
+            "Δ sink",
+            "Δ control",
+            "Δ(sink - control) [CI]",
+            "p (Holm)",
+            "pixel-shift ratio [CI]",
+            *[f"{'LPIPS' if k == 'lpips' else k} ratio [CI]" for k in ratio_keys],
+        ],
         [
             [
                 c["sink"],
@@ -178,6 +209,7 @@ def render(res: dict, *, inputs: Sequence[str] = ()) -> str:
                 _ci(c["difference"]),
                 _p(c["difference"]["p_adj"]),
                 _ci(c["shift_ratio"], 2, False),
+                *[_ci(c[f"{k}_ratio"], 2, False) for k in ratio_keys],
             ]
             for c in res["contrasts"]
         ],
@@ -208,8 +240,8 @@ def render(res: dict, *, inputs: Sequence[str] = ()) -> str:
         res["method"],
         "Accuracy is the organism's exact scorer (`interp.organism.score`: shape detection and GenEval's rules for "
         "the caption's tag). The pixel shift is the mean absolute difference to the baseline image of the same "
-        "unit, in [0, 1]. LPIPS and latent distances are not in the study tables (the organism's 32 px images are "
-        "below LPIPS's receptive field, and the sweep does not store final latents), so the shift is pixels only.",
+        "unit, in [0, 1]. The latent distance is the root-mean-square difference of the final latents to the "
+        f"baseline's: {res.get('latent_note', 'n/a')}. {res.get('lpips_note', 'LPIPS: n/a').rstrip('.')}.",
         "",
         "## Regenerate, and rerun on SD3-medium",
         "",
@@ -217,6 +249,9 @@ def render(res: dict, *, inputs: Sequence[str] = ()) -> str:
         "OUT=/tmp/study LIMIT=150 NPROC=14 bash traces/study/run_study.sh   # sweep + tables + this page",
         cmd,
         "```",
+        "",
+        "The same command writes the figures next to the page (`--figures DIR`, default `img/findings/` beside it); "
+        "`--json` writes every result, `--no-lpips` skips LPIPS, `--weights-dir` points it at local weights.",
         "",
         "For SD3-medium, copy `traces/study/organism_study.toml` and set `model.id = "
         '"stabilityai/stable-diffusion-3-medium-diffusers"`, `dtype = "float16"`, `steps = 28`, '
@@ -246,7 +281,13 @@ def _claims(res: dict, cond: dict, alpha: float, margin: float) -> list[str]:
         rows.append(
             [
                 "Sink removal shifts the image far more than equal-budget random masking (about 6x on SD3).",
-                f"Pixel-shift ratio top-1 / 1 random (modality-matched) {_ci(r, 2, False)}.",
+                f"Pixel-shift ratio top-1 / 1 random (modality-matched) {_ci(r, 2, False)}"
+                + "".join(
+                    f"; {'LPIPS' if k == 'lpips' else k} ratio {_ci(ratio[f'{k}_ratio'], 2, False)}"
+                    for k in ("latent", "lpips")
+                    if f"{k}_ratio" in ratio
+                )
+                + ".",
                 "larger than random" if (r["low"] or 0) > 1 else "not shown larger than random",
             ]
         )

@@ -45,6 +45,10 @@ from interp import stats
 NAN = float("nan")
 
 
+class StudyError(ValueError):
+    """Study tables that cannot be analysed together (missing, of several studies, a sample twice)."""
+
+
 @dataclass(frozen=True)
 class Study:
     """Per done sample (one row each) of one study, plus the store's site and branch labels."""
@@ -112,20 +116,29 @@ def _identity(meta: dict) -> str:
 def load_study(paths: Sequence[str | Path], *, score: bool = True) -> Study:
     """The study of the table files ``paths`` (parts of one study), scored with the exact scorer."""
     if not paths:
-        raise ValueError("no study tables given")
+        raise StudyError("no study tables given")
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise StudyError(f"no study tables at {', '.join(missing)} (give .npz tables or a .zarr study store)")
     parts = []
     for p in paths:
-        with np.load(p, allow_pickle=False) as z:
-            parts.append({k: z[k] for k in z.files})
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                parts.append({k: z[k] for k in z.files})
+        except (OSError, ValueError) as exc:
+            raise StudyError(f"{p} is not a numpy .npz file ({exc})") from None
+        lacking = sorted({"meta", "site", "branch", *_FIELDS.values()} - set(parts[-1]))
+        if lacking:
+            raise StudyError(f"{p} is not study tables (lacks {', '.join(lacking)}); make them with study_tables")
     metas = [json.loads(str(p["meta"])) for p in parts]
     if len({_identity(m) for m in metas}) != 1:
-        raise ValueError(
+        raise StudyError(
             "the tables are not one study: their sweep configs differ (conditions, prompts, seeds or sampler); "
             "analyse them separately"
         )
     for name in ("site", "branch"):
         if any(not np.array_equal(parts[0][name], p[name]) for p in parts[1:]):
-            raise ValueError(f"the tables are not one study: their {name} labels differ")
+            raise StudyError(f"the tables are not one study: their {name} labels differ")
     cols = {f: np.concatenate([p[src] for p in parts]) for f, src in _FIELDS.items()}
     key = np.char.add(
         np.char.add(cols["condition"].astype(str), "|"), np.char.add(cols["prompt_index"].astype(str), "|")
@@ -133,7 +146,7 @@ def load_study(paths: Sequence[str | Path], *, score: bool = True) -> Study:
     key = np.char.add(key, cols["replicate"].astype(str))
     uniq, counts = np.unique(key, return_counts=True)
     if (counts > 1).any():
-        raise ValueError(
+        raise StudyError(
             f"{int((counts > 1).sum())} samples appear in several table files (e.g. {uniq[counts > 1][0]!r}): "
             "a sample must be counted once; give each worker's tables once"
         )

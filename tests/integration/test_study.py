@@ -172,3 +172,14 @@ def test_page_is_generated_from_the_results(study, tmp_path):
     assert not re.search(r"\bnan\b", page.lower())
     for f in res["identity"]["follows_content"]:
         assert f["with_content"]["n"] + f["without_content"]["n"] == 4
+
+
+def test_findings_command_reads_a_store(study, tmp_path):
+    """``interp findings STORE`` reduces the store itself: the same page as from its tables."""
+    from interp.cli import main
+
+    common = ["--resamples", "99", "--no-lpips", "--label", "x"]
+    assert main(["findings", str(study / "study.zarr"), "--out", str(tmp_path / "a.md"), *common]) == 0
+    assert main(["findings", str(study / "tables.npz"), "--out", str(tmp_path / "b.md"), *common]) == 0
+    assert (tmp_path / "a.md").read_text() == (tmp_path / "b.md").read_text()
+    assert (tmp_path / "img" / "findings" / "accuracy_forest.png").is_file()

@@ -137,7 +137,7 @@ def test_exit_codes_are_the_documented_ones():
     assert "cli.md" in nav
 
 
-@pytest.mark.parametrize("command", ["", "demo", "sweep", "score", "analyze"])
+@pytest.mark.parametrize("command", ["", "demo", "sweep", "score", "analyze", "findings"])
 def test_help_loads_no_heavy_library(command):
     code = (
         "import sys, contextlib, io\n"

@@ -11,8 +11,8 @@
 # 2. The store's done samples are reduced to OUT/tables.npz (interp.analysis.study_tables).
 # 3. The run's cost (device, processes, sweep seconds, samples generated, samples/s) goes into WORK/cost.json
 #    and into the tables (the page shows it, also when regenerated from the tables alone).
-# 4. OUT/findings.md (+ findings.json, every number and the cost) is generated from the tables
-#    (interp.analysis.findings). OUT gets these three files only; the sweep's log, the cost and a
+# 4. OUT/findings.md (+ findings.json, every number and the cost; figures in OUT/img/findings) is generated
+#    from the tables (`interp findings`). OUT gets these files only; the sweep's log, the cost and a
 #    config copy go to WORK (default OUT), the store to STORE (thousands of chunk files).
 # BUDGET (seconds, whole script) bounds stages 2-4 so that a run under `timeout` still leaves its files.
 # PER_TAG / SEEDS / STEPS / CONDITIONS (comma-separated) run a smaller copy of the recipe
@@ -89,7 +89,7 @@ np.savez_compressed(f"{out}/tables.npz", **tables, cost=np.array(json.dumps(cost
 print(json.dumps(cost))
 EOF
 
-timeout -k 5 "$(left 5)" python -m interp.analysis.findings "$OUT/tables.npz" --out "$OUT/findings.md" \
-    --json "$OUT/findings.json" --resamples "$RESAMPLES" --label "tables.npz" \
-    || echo "findings failed or ran out of time: regenerate the page from tables.npz with python -m interp.analysis.findings"
+timeout -k 5 "$(left 5)" python -m interp.cli findings "$OUT/tables.npz" --out "$OUT/findings.md" \
+    --figures "$OUT/img/findings" --json "$OUT/findings.json" --resamples "$RESAMPLES" --label "tables.npz" \
+    || echo "findings failed or ran out of time: regenerate the page from tables.npz with interp findings"
 echo "total $(( $(date +%s) - t0 )) s (device seconds of the whole run)"
