@@ -23,13 +23,13 @@ from interp.adapters.base import TokenLayout
 from interp.edits.words import WORD_CLASSES, word_class
 
 
-def key_classes(ds: xr.Dataset) -> np.ndarray:
-    """(sample, branch, key) int8 index into ``WORD_CLASSES`` of every key (layout 0), -1 beyond it."""
-    tok = as_str(ds.key_token_str.isel(layout=0).values)
-    mod = as_str(ds.key_modality.isel(layout=0).values)
-    bos = np.asarray(ds.key_is_bos.isel(layout=0).values, bool)
-    eos = np.asarray(ds.key_is_eos.isel(layout=0).values, bool)
-    pad = np.asarray(ds.key_is_pad.isel(layout=0).values, bool)
+def key_classes(ds: xr.Dataset, layout: int = 0) -> np.ndarray:
+    """(sample, branch, key) int8 index into ``WORD_CLASSES`` of every key (of ``layout``), -1 beyond it."""
+    tok = as_str(ds.key_token_str.isel(layout=layout).values)
+    mod = as_str(ds.key_modality.isel(layout=layout).values)
+    bos = np.asarray(ds.key_is_bos.isel(layout=layout).values, bool)
+    eos = np.asarray(ds.key_is_eos.isel(layout=layout).values, bool)
+    pad = np.asarray(ds.key_is_pad.isel(layout=layout).values, bool)
     out = np.full(tok.shape, -1, dtype=np.int8)
     lookup = {c: i for i, c in enumerate(WORD_CLASSES)}
     seen: dict[tuple, np.ndarray] = {}  # a caption's layout recurs in every condition: classify it once

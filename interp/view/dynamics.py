@@ -11,7 +11,9 @@ at the image stream and the ``inf`` norm, as the H1 analysis reads them (``act_n
 A cell's detail is every recorded statistic per head at that (layer, step) for the same selection,
 and the top keys (``topk_keys`` / ``topk_mass``) of one sample (the selected one, else the first of the
 condition) with their token text, word class (``interp.edits.words``, the analyses' classes) and, for
-image keys, their position marked on that sample's image.
+image keys, their position marked on that sample's image. Keys are read in the site's own key layout
+(``site_key_layout``: a video family's self-attention keys are video tokens, its cross-attention keys
+the text); a video key's position is its (frame, row, col), the circle on the image its (row, col).
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ def cell(src: StoreSource, params: dict[str, str]) -> Payload:
     if "topk_keys" in src.ds.data_vars:
         keys = np.asarray(src.ds["topk_keys"].isel(sample=rep, site=si, call=0).sel(step=st, branch=branch).values)
         mass = np.asarray(src.ds["topk_mass"].isel(sample=rep, site=si, call=0).sel(step=st, branch=branch).values)
-        layout = src.key_table(rep, branch)
+        layout = src.key_table(rep, branch, src.layout_of(si))
         img = src.sample_values("image", rep) if "image" in src.ds.data_vars else None
         grid = _image_grid(layout)
         top_rows = []
@@ -151,18 +153,19 @@ def cell(src: StoreSource, params: dict[str, str]) -> Payload:
                 modality = "" if tok is None else str(tok["modality"])
                 where = ""
                 if tok is not None and modality == "image" and grid is not None and img is not None:
-                    row_, col_ = int(tok["image_row"]), int(tok["image_col"])
-                    where = f"row {row_}, col {col_}"
+                    row_, col_, frame = int(tok["image_row"]), int(tok["image_col"]), int(tok["image_frame"])
+                    where = f"row {row_}, col {col_}" if frame < 0 else f"frame {frame}, row {row_}, col {col_}"
                     hh, ww = img.shape[:2]
                     marks["x"].append((col_ + 0.5) * ww / grid[1])
                     marks["y"].append(hh - (row_ + 0.5) * hh / grid[0])
-                    marks["label"].append(f"h{h} #{r + 1}")
+                    marks["label"].append(f"h{h} #{r + 1}" + ("" if frame < 0 else f" f{frame}"))
                 cls = "" if tok is None else str(tok["class"])
                 top_rows.append((h, r + 1, k, float(mass[h, r]), text, modality, cls, where))
         parts.append(f"<p>top keys of {src.sample_label(rep)} (branch {branch})</p>")
+        frames = " (frame, row, col)" if src.has_frames() else ""
         parts.append(
             table(
-                ["head", "rank", "key", "mass", "token", "modality", "class", "image position"],
+                ["head", "rank", "key", "mass", "token", "modality", "class", "image position" + frames],
                 top_rows,
                 cls="cell-top",
             )

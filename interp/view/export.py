@@ -24,7 +24,7 @@ from interp.view.source import StoreSource
 VARY: dict[str, tuple[str, ...]] = {
     "dynamics": ("var", "condition", "branch", "head"),
     "tokens": ("condition", "tag", "branch", "step"),
-    "maps": ("step", "token"),
+    "maps": ("step", "frame", "token"),
     "edits": ("condition", "pair"),
 }
 MAX_PER_VIEW = 100

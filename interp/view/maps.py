@@ -10,6 +10,11 @@ column of the chosen text key over the image query rows and lays it on the image
 "image → text" reads the row of the chosen image position over the text keys, as bars. The head mean is
 the NaN-skipping mean over the recorded heads. A store without maps, or a sample and layer without
 them, gets a message that says how to record them.
+
+Queries and keys are read in the site's own layouts (``site_query_layout`` / ``site_key_layout``). A
+video store's image tokens carry their latent frame (``key_image_frame``): the frame select picks one,
+and the map shows that frame's (row, col) grid, over the sample's stored image (the video's first
+frame); an image store has no frame select.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ def payload(src: StoreSource, params: dict[str, str]) -> Payload:
     _clear(p)
     ds = src.ds
     if "attn_map" not in ds.data_vars:
-        for name in ("map_sample", "map_site", "map_step", "map_head", "map_dir", "map_token"):
+        for name in ("map_sample", "map_site", "map_step", "map_frame", "map_head", "map_dir", "map_token"):
             select(p, name, [], "")
         p["divs"]["map_html"] = message(
             f"{src.name} has no attention maps: record them with record('maps', layers=..., steps=..., heads=...)",
@@ -58,6 +63,7 @@ def payload(src: StoreSource, params: dict[str, str]) -> Payload:
     step = int(select(p, "map_step", [(s, f"step {s}") for s in steps], (params.get("step") or "")))
     if not site_opts:
         select(p, "map_head", [], "")
+        select(p, "map_frame", [], "")
         p["divs"]["map_html"] = message(f"sample {sample} has no recorded maps")
         return p
     si = src.sites.index(site)
@@ -70,7 +76,8 @@ def payload(src: StoreSource, params: dict[str, str]) -> Payload:
     )
     direction = select(p, "map_dir", list(DIRECTIONS), (params.get("dir") or "text2image"))
     branch = "cond" if "cond" in src.branches else src.branches[0]
-    layout = src.key_table(sample, branch)
+    layout = src.key_table(sample, branch, src.layout_of(si, "key"))
+    queries_layout = src.key_table(sample, branch, src.layout_of(si, "query"))
     q_index = src.sample_values("map_query_index", sample)[si]
     k_index = src.sample_values("map_key_index", sample)[si]
     block = _block(src, sample, si, step, branch, q_index, k_index)  # (map_head, query, key)
@@ -78,11 +85,14 @@ def payload(src: StoreSource, params: dict[str, str]) -> Payload:
         warnings.simplefilter("ignore", RuntimeWarning)
         arr = np.nanmean(block[: len(heads)], axis=0) if head == "mean" else block[int(head)]
     queries, keys = q_index[q_index >= 0], k_index[k_index >= 0]
+    all_image_rows = queries_layout[queries_layout["modality"] == "image"]
+    frames = sorted({int(f) for f in all_image_rows["image_frame"] if f >= 0})
+    frame = select(p, "map_frame", [(str(f), f"frame {f}") for f in frames], (params.get("frame") or ""))
+    image_rows = all_image_rows[all_image_rows["image_frame"] == int(frame)] if frames else all_image_rows
     if not np.isfinite(arr).any():
         p["divs"]["map_html"] = message(f"no map at step {step} of {src.site_labels[si]} (recorded steps only)")
         return p
     img = src.sample_values("image", sample) if "image" in ds.data_vars else None
-    image_rows = layout[layout["modality"] == "image"]
     grid = (int(image_rows["image_row"].max()) + 1, int(image_rows["image_col"].max()) + 1) if len(image_rows) else None
     hh, ww = (img.shape[0], img.shape[1]) if img is not None else (grid or (1, 1))
     if img is not None:
@@ -136,8 +146,9 @@ def payload(src: StoreSource, params: dict[str, str]) -> Payload:
             }
         what = f"attention from image position {position} to the prompt's tokens"
     head_text = "mean over recorded heads" if head == "mean" else f"head {heads[int(head)]}"
+    frame_text = f", frame {frame} of {len(frames)}" if frames else ""
     p["divs"]["map_html"] = (
-        f"<p class='map-note'>{what}: {src.site_labels[si]}, step {step}, branch {branch}, {head_text}; "
+        f"<p class='map-note'>{what}: {src.site_labels[si]}, step {step}{frame_text}, branch {branch}, {head_text}; "
         f"{src.sample_label(sample)}</p>"
     )
     return p

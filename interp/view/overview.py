@@ -5,12 +5,16 @@ Design
 Everything here comes from the store's attributes and per-sample coordinates, read as the store
 recorded them (nothing is inferred): the model attributes, each condition's plan (``sweep_conditions``
 or the trace store's ``conditions``), samples done / pending per condition, the step axis and the
-provenance (package versions, git commit).
+provenance (package versions, git commit). The store's path is shown relative to the current folder
+when the store is below it (absolute otherwise), so a page or a screenshot names no temporary folder.
 """
 
 from __future__ import annotations
 
+import html
 import json
+import os
+from pathlib import Path
 
 from interp.view.payload import Payload, empty, message, table
 from interp.view.source import StoreSource
@@ -23,7 +27,7 @@ def payload(src: StoreSource, params: dict[str, str]) -> Payload:
     p = empty()
     ds = src.ds
     attrs = ds.attrs
-    parts = [f"<h3>{src.name}</h3>", f"<p class='interp-path'>{src.path}</p>"]
+    parts = [f"<h3>{html.escape(src.name)}</h3>", f"<p class='interp-path'>{html.escape(shown_path(src.path))}</p>"]
     if str(attrs.get("synthetic", "")) == "true":
         parts.append(message(f"SYNTHETIC store: {attrs.get('synthetic_note', 'not data')}", "warning"))
     model_rows = [(k, attrs[k]) for k in MODEL_ATTRS if attrs.get(k) not in (None, "")]
@@ -56,3 +60,10 @@ def payload(src: StoreSource, params: dict[str, str]) -> Payload:
     parts.append("<h4>Provenance</h4>" + table(["attribute", "value"], prov, cls="overview-provenance"))
     p["divs"]["overview_html"] = "".join(parts)
     return p
+
+
+def shown_path(path: Path, cwd: Path | None = None) -> str:
+    """The store's path relative to the current folder when it is below it, else absolute."""
+    absolute = Path(os.path.abspath(path))
+    here = Path(os.path.abspath(cwd if cwd is not None else Path.cwd()))
+    return str(absolute.relative_to(here)) if absolute.is_relative_to(here) else str(absolute)

@@ -32,6 +32,7 @@ PARAMS: dict[str, dict[str, str]] = {
         "sample": "map_sample",
         "site": "map_site",
         "step": "map_step",
+        "frame": "map_frame",
         "head": "map_head",
         "dir": "map_dir",
         "token": "map_token",
@@ -42,7 +43,8 @@ RESETS: dict[str, list[str]] = {
     # a select whose change makes other parameters meaningless: they go back to their defaults
     "dyn_condition": ["sample"],
     "tok_condition": [],
-    "map_sample": ["token", "site"],
+    "map_sample": ["token", "site", "frame"],
+    "map_frame": ["token"],
     "map_dir": ["token"],
     "map_site": ["head"],
     "edit_condition": ["pair"],
@@ -87,10 +89,10 @@ def _image_figure(prefix: str, title: str, size: int = 300) -> tuple[Any, Any]:
     return fig, src
 
 
-def _select(name: str, title: str, view: str) -> Any:
+def _select(name: str, title: str, view: str, width: int = 220) -> Any:
     from bokeh.models import CustomJS, Select
 
-    widget = Select(name=name, title=title, options=[], value="", width=220)
+    widget = Select(name=name, title=title, options=[], value="", width=width)
     widget.js_on_change("value", CustomJS(code=f"window.interpView.changed({json.dumps(view)}, {json.dumps(name)});"))
     return widget
 
@@ -107,6 +109,7 @@ def build(
     from bokeh.embed import file_html
     from bokeh.layouts import column, row
     from bokeh.models import (
+        CategoricalColorMapper,
         ColorBar,
         ColumnDataSource,
         CustomJS,
@@ -118,9 +121,11 @@ def build(
         Tabs,
         TapTool,
     )
-    from bokeh.palettes import Inferno256, Viridis256
+    from bokeh.palettes import Category10, Inferno256, Viridis256
     from bokeh.plotting import figure
     from bokeh.resources import INLINE
+
+    from interp.edits.words import WORD_CLASSES
 
     store = _select("store", "store", "store")
     store.options = [[str(i), n] for i, n in enumerate(store_names)]
@@ -189,9 +194,44 @@ def build(
     )
     tok_fig.vbar(x="token", top="count", width=0.8, source=tok_src)
     tok_fig.xaxis.major_label_orientation = 0.9
+    tok_heat_src = ColumnDataSource({"step": [], "layer": [], "cls": [], "share": []}, name="tok_heat_src")
+    classes = list(WORD_CLASSES)
+    class_mapper = CategoricalColorMapper(
+        factors=classes, palette=Category10[10][: len(classes)], name="tok_class_mapper"
+    )
+    tok_heat = figure(
+        title="dominant sink's word class, layer x step",
+        x_range=FactorRange(factors=["0"], name="tok_heat_x"),
+        y_range=FactorRange(factors=["L0"], name="tok_heat_y"),
+        width=560,
+        height=420,
+        tools="",
+        toolbar_location=None,
+        name="tok_heat_fig",
+        x_axis_label="denoising step",
+        y_axis_label="layer",
+    )
+    tok_cells = tok_heat.rect(
+        x="step",
+        y="layer",
+        width=1,
+        height=1,
+        source=tok_heat_src,
+        line_color=None,
+        fill_color={"field": "cls", "transform": class_mapper},
+        legend_field="cls",
+    )
+    tok_heat.add_tools(
+        HoverTool(
+            renderers=[tok_cells],
+            tooltips=[("layer", "@layer"), ("step", "@step"), ("class", "@cls"), ("share", "@share")],
+        )
+    )
+    tok_heat.add_layout(tok_heat.legend[0], "right")
     tokens = column(
         row(*[_select(w, p, "tokens") for p, w in PARAMS["tokens"].items()]),
         tok_fig,
+        tok_heat,
         Div(stylesheets=[_css()], text="", name="tok_html", width=900),
     )
 
@@ -225,7 +265,7 @@ def build(
     bar_fig.vbar(x="token", top="value", width=0.8, source=bar_src)
     bar_fig.xaxis.major_label_orientation = 1.2
     maps = column(
-        row(*[_select(w, p, "maps") for p, w in PARAMS["maps"].items()]),
+        row(*[_select(w, p, "maps", 150) for p, w in PARAMS["maps"].items()]),
         Div(stylesheets=[_css()], text="", name="map_html", width=900),
         row(map_fig, bar_fig),
     )

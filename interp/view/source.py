@@ -159,13 +159,29 @@ class StoreSource:
         row = self.samples.iloc[position]
         return f"#{position} seed {row['seed']}: {row['prompt']}"
 
-    def key_table(self, position: int, branch: str) -> pd.DataFrame:
-        """The token layout (layout 0) of one sample and branch: text, modality, class, image row/col."""
+    def layout_of(self, site: int, side: str = "key") -> int:
+        """Index of the token layout of a site's keys (``side="key"``) or queries (``"query"``): the
+        store's ``site_key_layout`` / ``site_query_layout`` (a video family's self-attention keys are the
+        video tokens, its cross-attention keys the text), layout 0 for a store that names none."""
+        name = f"site_{side}_layout"
+        if name not in self.ds.variables or "layout" not in self.ds.dims:
+            return 0
+        layouts = [str(v) for v in self.ds["layout"].values]
+        value = str(self.ds[name].values[site])
+        return layouts.index(value) if value in layouts else 0
+
+    def has_frames(self) -> bool:
+        """Whether the store's layouts carry a video frame (``key_image_frame``)."""
+        return "key_image_frame" in self.ds.variables
+
+    def key_table(self, position: int, branch: str, layout: int = 0) -> pd.DataFrame:
+        """The token layout ``layout`` of one sample and branch: text, modality, class, image frame (video;
+        -1 otherwise), row and col."""
         from interp.analysis.token_identity import key_classes
         from interp.edits.words import WORD_CLASSES
 
-        if ("key_table", position, branch) in self.cache:
-            return self.cache[("key_table", position, branch)]
+        if ("key_table", position, branch, layout) in self.cache:
+            return self.cache[("key_table", position, branch, layout)]
         names = [n for n in self.ds.variables if str(n).startswith("key_") and "sample" in self.ds[n].dims]
         one = self.ds[names].isel(sample=[position]).load()
         b = self.branches.index(branch) if branch in self.branches else 0
@@ -174,12 +190,14 @@ class StoreSource:
             name = f"key_{f}"
             if name not in one.variables:
                 return pd.DataFrame()
-            arr = one[name].isel(layout=0).values[0, b]
+            arr = one[name].isel(layout=layout).values[0, b]
             fields[f] = as_str(arr) if f in ("token_str", "modality") else np.asarray(arr)
-        classes = key_classes(one)[0, b]
+        frame = one["key_image_frame"].isel(layout=layout).values[0, b] if self.has_frames() else None
+        fields["image_frame"] = np.full(len(fields["modality"]), -1) if frame is None else np.asarray(frame)
+        classes = key_classes(one, layout)[0, b]
         fields["class"] = np.array([WORD_CLASSES[c] if c >= 0 else "" for c in classes], dtype=object)
         table = pd.DataFrame(fields)
-        self.cache[("key_table", position, branch)] = table = table[table["modality"] != ""]
+        self.cache[("key_table", position, branch, layout)] = table = table[table["modality"] != ""]
         return table
 
     def sample_values(self, name: str, position: int) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.fixtures.view_store import Page, chromium, serving, write_view_store
+from tests.fixtures.view_store import Page, chromium, serving, write_video_store, write_view_store
 
 
 @pytest.fixture(scope="module")
@@ -184,4 +184,110 @@ def test_token_identity_counts_the_store_sinks(page, ds):
     want = is_image.sum() / is_image.size
     got = dict(zip(data["token"], data["count"], strict=True)).get("[image]", 0.0)
     assert got == pytest.approx(want)
+    assert page.errors == []
+
+
+@pytest.fixture(scope="module")
+def video_store(tmp_path_factory):
+    return write_video_store(tmp_path_factory.mktemp("view_video") / "tiny_wan.zarr")
+
+
+@pytest.fixture(scope="module")
+def video_ds(video_store):
+    import interp
+
+    return interp.open_store(video_store).load()
+
+
+@pytest.fixture
+def video_page(browser, video_store):
+    with serving([video_store]) as s:
+        context = browser.new_context(viewport={"width": 1300, "height": 1000})
+        yield Page(context.new_page()).open(s.url)
+        context.close()
+
+
+def _layout(ds, site: str, side: str = "key") -> int:
+    return [str(v) for v in ds["layout"].values].index(str(ds[f"site_{side}_layout"].sel(site=site).values))
+
+
+def test_video_attention_map_per_frame(video_page, video_ds):
+    """The frame select shows that frame's image positions, with the store's map values (cross-attention)."""
+    ds, page = video_ds, video_page
+    page.tab("Attention maps")
+    page.page.locator("select[name=map_site]").select_option(label="L0 attn2")
+    page.page.wait_for_function("window.interpView.doc.get_model_by_name('map_html').text.includes('attn2')")
+    page.idle()
+    page.page.locator("select[name=map_frame]").select_option(label="frame 1")
+    page.page.wait_for_function("window.interpView.doc.get_model_by_name('map_html').text.includes('frame 1 of 2')")
+    page.idle()
+    si, bi = (
+        [str(s) for s in ds["site"].values].index("blocks.0.attn2"),
+        [str(b) for b in ds["branch"].values].index("cond"),
+    )
+    token = int(page.page.evaluate("window.interpView.doc.get_model_by_name('map_token').value"))
+    lq = _layout(ds, "blocks.0.attn2", "query")
+    frame = np.asarray(ds["key_image_frame"].values[0, lq, bi])
+    rows, cols = np.asarray(ds["key_image_row"].values[0, lq, bi]), np.asarray(ds["key_image_col"].values[0, lq, bi])
+    q_index = np.asarray(ds["map_query_index"].values[0, si])
+    k_col = list(np.asarray(ds["map_key_index"].values[0, si])).index(token)
+    maps = np.asarray(ds["attn_map"].values[0, 0, 0, si, bi], dtype=np.float64)  # (map_head, query, key)
+    want = {}
+    for i, q in enumerate(q_index):
+        if q >= 0 and frame[q] == 1:
+            want[(int(rows[q]), int(cols[q]))] = float(np.nanmean(maps[:, i, k_col]))
+    rects = page.data("map_rect_src")
+    assert len(rects["value"]) == len(want) == int((frame == 1).sum())
+    grid_h, grid_w = rows[frame >= 0].max() + 1, cols[frame >= 0].max() + 1
+    height, width = ds.sizes["y"], ds.sizes["x"]
+    for x, y, v in zip(rects["x"], rects["y"], rects["value"], strict=True):
+        r, c = int((height - y) * grid_h / height), int(x * grid_w / width)
+        assert v == pytest.approx(want[(r, c)], rel=1e-5)
+    assert page.errors == []
+
+
+def test_video_cell_detail_marks_frame_row_col(video_page, video_ds):
+    """A self-attention cell's top keys are video tokens, named by their (frame, row, col)."""
+    ds, page = video_ds, video_page
+    page.tab("Sink dynamics")
+    n_steps, n_sites = ds.sizes["step"], ds.sizes["site"]
+    site = [str(s) for s in ds["site"].values].index("blocks.1.attn1")
+    page.click_cell(1, site, n_steps, n_sites)
+    page.page.wait_for_function("window.interpView.doc.get_model_by_name('cell_html').text.includes('blocks.1.attn1')")
+    page.idle()
+    bi = [str(b) for b in ds["branch"].values].index("cond")
+    lk = _layout(ds, "blocks.1.attn1")
+    top = page.page.locator("table.cell-top tbody tr")
+    assert top.count() == 3 * ds.sizes["head"]
+    for n in range(top.count()):
+        cells = top.nth(n).locator("td").all_inner_texts()
+        h, rank, key = int(cells[0]), int(cells[1]), int(cells[2])
+        assert key == int(ds["topk_keys"].values[0, 1, 0, site, bi, h, rank - 1])
+        f, r, c = (int(ds[f"key_image_{a}"].values[0, lk, bi, key]) for a in ("frame", "row", "col"))
+        assert cells[7] == f"frame {f}, row {r}, col {c}"
+    assert len(page.data("cell_marks_src")["x"]) == top.count()
+    assert page.errors == []
+
+
+def test_dominant_sink_class_map(video_page, video_ds):
+    """The layer x step class map: per cell the most frequent class of the sinks, against brute force."""
+    from interp.analysis.token_identity import key_classes
+    from interp.edits.words import WORD_CLASSES
+
+    ds, page = video_ds, video_page
+    page.tab("Token identity")
+    data = page.data("tok_heat_src")
+    bi = [str(b) for b in ds["branch"].values].index("cond")
+    sites = [str(s) for s in ds["site"].values]
+    assert len(data["cls"]) == ds.sizes["step"] * len(sites)  # step-major, layers in the store's order
+    for j, site in enumerate(sites):
+        classes = key_classes(ds, _layout(ds, site))[0, bi]
+        for st in range(ds.sizes["step"]):
+            i = st * len(sites) + j
+            assert data["step"][i] == str(st) and data["layer"][i] == data["layer"][j]
+            sinks = np.asarray(ds["argmax_key"].values[0, st, :, j, bi]).ravel()
+            sinks = sinks[sinks >= 0]  # -1: no call of this branch
+            counts = np.bincount(classes[sinks], minlength=len(WORD_CLASSES))
+            assert data["cls"][i] == WORD_CLASSES[int(counts.argmax())]
+            assert data["share"][i] == f"{counts.max() / counts.sum():.0%}"
     assert page.errors == []

@@ -5,6 +5,7 @@ stores are the SYNTHETIC fixture (tests/fixtures/analysis_store.py) and folders 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -149,3 +150,14 @@ def test_serve_prints_its_address_and_serves_the_page(synth):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_overview_path_is_relative_below_the_current_folder(synth, tmp_path, monkeypatch):
+    """Below the current folder the overview names the store relative to it; elsewhere, absolutely."""
+    src = StoreSource(synth)
+    monkeypatch.chdir(synth.parent.parent)
+    html = api.answer([src], "overview", {})["divs"]["overview_html"]
+    assert f"<p class='interp-path'>{synth.parent.name}/{synth.name}</p>" in html
+    monkeypatch.chdir(tmp_path)  # another folder: the store is not below it
+    html = api.answer([src], "overview", {})["divs"]["overview_html"]
+    assert f"<p class='interp-path'>{os.path.abspath(synth)}</p>" in html
