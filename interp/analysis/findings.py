@@ -3,7 +3,7 @@
     interp findings TABLES.npz [MORE.npz ...] --out docs/findings.md [--figures DIR] \\
         [--json findings.json] [--cost cost.json] [--resamples 9999] [--margin 0.05] [--no-lpips]
 
-(``python -m interp.analysis.findings`` takes the same options.) The figures
+(``python -m interp.analysis.findings_cli`` takes the same options.) The figures
 (``interp.analysis.findings_figures``) go to ``img/findings/`` beside the page unless ``--figures``
 names a folder; the page references them by relative path.
 
@@ -343,15 +343,3 @@ def write_page(args: argparse.Namespace) -> int:
         f"{len(written)} figures in {folder}"
     )
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    from interp.analysis.findings_cli import add_arguments
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(ap)
-    return write_page(ap.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

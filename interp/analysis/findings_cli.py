@@ -50,3 +50,14 @@ def add_findings_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
     add_arguments(p)
     p.set_defaults(func=run)
     return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m interp.analysis.findings_cli ...``: the same as ``interp findings ...``."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

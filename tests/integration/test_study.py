@@ -19,7 +19,7 @@ import pytest
 import xarray as xr
 from scipy import stats as sps
 
-from interp.analysis import findings
+from interp.analysis import findings_cli
 from interp.analysis.study_effects import Method, complete_units, holm, load_study
 from interp.analysis.study_tables import reduce_store
 from interp.analysis.token_identity import as_str, key_classes
@@ -160,7 +160,7 @@ def test_method_matches_scipy_and_hand_formulas():
 
 def test_page_is_generated_from_the_results(study, tmp_path):
     out = tmp_path / "findings.md"
-    findings.main(
+    findings_cli.main(
         [str(study / "tables.npz"), "--out", str(out), "--json", str(tmp_path / "f.json"), "--resamples", "199"]
     )
     page, res = out.read_text(), json.loads((tmp_path / "f.json").read_text())
