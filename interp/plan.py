@@ -21,32 +21,25 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
+from interp.plan_terms import (  # noqa: F401  (re-exported: the plan's public vocabulary)
+    MAP_KEY_SETS,
+    NORM_ORDS,
+    NORM_SITES,
+    QUERY_SETS,
+    MapKeys,
+    NormOrd,
+    NormSite,
+    PlanError,
+    QuerySet,
+    SiteSpec,
+    View,
+)
 from interp.statistics import CATALOGUE, StatisticName
-
-SiteSpec = int | float | str | Sequence[int | float | str]
-"""How a plan names sites: block index, fraction of depth, module path, group name, or a list."""
-
-QuerySet = Literal["used", "all", "image", "text"]
-"""Query rows a statistic averages over (``docs/definitions.md``, Query sets)."""
-MapKeys = Literal["all", "image", "text"]
-"""Key columns of a ``maps`` record, besides a list of key indices."""
-View = Literal["after", "before", "both"]
-"""At an edited call: the attention after the edits, before them, or both."""
-NormSite = Literal["pre_out", "post_out"]
-NormOrd = Literal["2", "inf"]
 
 STATISTICS: dict[str, str] = {name: stat.summary for name, stat in CATALOGUE.items()}
 """Statistic name -> one-line summary, from the catalogue (``interp.statistics``)."""
-MAP_KEY_SETS: tuple[str, ...] = get_args(MapKeys)
-QUERY_SETS: tuple[str, ...] = get_args(QuerySet)
-NORM_SITES: tuple[str, ...] = get_args(NormSite)
-NORM_ORDS: tuple[str, ...] = get_args(NormOrd)
-
-
-class PlanError(ValueError):
-    """A plan that cannot run: raised before any generation starts."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from interp.edits.words import expand_words
-from interp.plan import QUERY_SETS, PlanError, SiteSpec
+from interp.plan_terms import QUERY_SETS, PlanError, SiteSpec
 
 SELECTOR_KINDS = ("topk", "bottomk", "random", "keys", "replay", "none")
 MATCHES = (None, "modality", "token_class", "mass")
