@@ -176,8 +176,17 @@ def _dominant(ds: xr.Dataset, site: str, top: int, *, analysis: str) -> np.ndarr
 
 
 def _layout_index(ds: xr.Dataset, kc: KeyClasses, site: str) -> int:
-    name = str(ds["site_key_layout"].sel(site=site).values) if "site_key_layout" in ds else kc.layouts[0]
-    return kc.layouts.index(name) if name in kc.layouts else 0
+    """Index (into ``kc.layouts``) of ``site``'s own key layout (``site_key_layout``): a video family's
+    self-attention keys are video tokens, its cross-attention keys text. A site naming a layout the store
+    does not hold is an error, never read in another layout."""
+    if "site_key_layout" not in ds.variables:
+        if len(kc.layouts) != 1:
+            raise ValueError(f"the store holds layouts {kc.layouts} but no site_key_layout: which is {site}'s?")
+        return 0
+    name = str(ds["site_key_layout"].sel(site=site).values)
+    if name not in kc.layouts:
+        raise ValueError(f"site {site} names key layout {name!r}, which the store does not hold ({kc.layouts})")
+    return kc.layouts.index(name)
 
 
 def run(ctx: Context) -> Result:

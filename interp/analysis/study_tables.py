@@ -9,7 +9,8 @@ hundreds of KB per sample) and small chunk files; the findings need, per *done* 
 (condition, tag, prompt, seed, replicate), its image (the exact scorer and the pixel shifts run on
 it), the measured verification of its edit (mass of the edited keys before and after, averaged over
 every (step, site, branch, head) in scope, and how many keys), and the token classes of what it
-removed per (branch, site, step) (``interp.analysis.token_identity``), plus, for baseline samples, the
+removed per (branch, site, step) (``interp.analysis.token_identity``, each site's keys in its own key
+layout), plus, for baseline samples, the
 classes of every head's most-attended key. One compressed ``.npz`` holds them; it is what the study
 commits and what ``interp.analysis.findings`` reads, so the page regenerates without the store.
 Samples are read in blocks, so memory stays bounded.
@@ -27,7 +28,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from interp.analysis.token_identity import as_str, blocks, class_counts, dominant_counts, key_classes
+from interp.analysis.token_identity import as_str, blocks, class_counts, dominant_counts, layout_classes, site_layouts
 
 LABELS = ("condition", "tag", "prompt", "prompt_index", "replicate", "seed")
 
@@ -83,12 +84,13 @@ def _block(job: tuple[str, np.ndarray, str]) -> dict[str, np.ndarray]:
         out["edit_mass_after"] = np.nansum(after, axis=axes) / count
         out["edit_n_keys"] = np.where(in_scope, n_keys, 0).sum(axes) / count
     out["edit_in_scope"] = count
-    classes = key_classes(part)
+    classes = layout_classes(part)  # each site's keys are labelled in its own key layout
+    site_layout = site_layouts(part)
     keys = np.asarray(part.edit_keys.isel(edit=0, call=0).values)
     used = keys.max(axis=tuple(range(keys.ndim - 1)))  # drop rank columns no sample of the block uses
     width = int(np.flatnonzero(used >= 0).max()) + 1 if (used >= 0).any() else 1
-    out["edited_classes"] = class_counts(keys[..., :width], classes).astype(np.uint16)
-    dominant = dominant_counts(np.asarray(part.argmax_key.isel(call=0).values), classes).astype(np.uint16)
+    out["edited_classes"] = class_counts(keys[..., :width], classes, site_layout).astype(np.uint16)
+    dominant = dominant_counts(np.asarray(part.argmax_key.isel(call=0).values), classes, site_layout).astype(np.uint16)
     dominant[out["condition"] != baseline] = 0
     out["dominant_classes"] = dominant
     return out

@@ -9,7 +9,14 @@ branch, head, edit_rank; -1 padded) and the token layout of every key (``key_tok
 sample's layout and labels its keys with ``interp.edits.words.word_class`` (the same function the
 ``words=`` selectors use, so "content" means the same thing in the edit and in the analysis);
 ``class_counts`` counts edited keys per (sample, branch, site, step, class) with one ``np.bincount``
-over a flat index. Samples are read in blocks (``reduce_blocks``) so a large store never sits in memory.
+over a flat index. Samples are read in blocks (``blocks``) so a large store never sits in memory.
+
+Every site's key indices are read in that site's own key layout (``site_key_layout``): a video
+family's self-attention keys are the video tokens and its cross-attention keys the text, SDXL's attn1
+keys are image patches at the block's resolution and its attn2 keys the CLIP text. ``layout_classes``
+labels every layout a site uses (sample, layout, branch, key) and ``site_layouts`` maps each site to
+its layout, so a key is never labelled with another site's tokens; ``key_classes`` labels one layout
+the caller names (there is no default layout).
 """
 
 from __future__ import annotations
@@ -23,8 +30,42 @@ from interp.adapters.base import TokenLayout
 from interp.edits.words import WORD_CLASSES, word_class
 
 
-def key_classes(ds: xr.Dataset, layout: int = 0) -> np.ndarray:
-    """(sample, branch, key) int8 index into ``WORD_CLASSES`` of every key (of ``layout``), -1 beyond it."""
+def site_layouts(ds: xr.Dataset) -> np.ndarray:
+    """(site,) index into the store's ``layout`` coordinate of each site's key layout (``site_key_layout``).
+
+    A store that names no per-site layout has one layout, used by every site; a site naming a layout the
+    store does not hold is an error (labelling its keys with another layout would be silently wrong)."""
+    n_sites = ds.sizes["site"]
+    if "site_key_layout" not in ds.variables:
+        if ds.sizes.get("layout", 1) != 1:
+            raise ValueError(
+                f"the store holds {ds.sizes['layout']} key layouts but no site_key_layout: "
+                "cannot tell which layout a site's keys are in"
+            )
+        return np.zeros(n_sites, dtype=np.int64)
+    names = [str(v) for v in as_str(ds["layout"].values)]
+    wanted = [str(v) for v in as_str(ds["site_key_layout"].values)]
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        raise ValueError(f"site_key_layout names layouts the store does not hold: {unknown} (it holds {names})")
+    return np.array([names.index(w) for w in wanted], dtype=np.int64)
+
+
+def layout_classes(ds: xr.Dataset) -> np.ndarray:
+    """(sample, layout, branch, key) int8 classes (:func:`key_classes`) of every layout some site uses
+    (-1 elsewhere); index it with :func:`site_layouts` to label a site's keys."""
+    used = np.unique(site_layouts(ds))
+    shape = (ds.sizes["sample"], ds.sizes.get("layout", 1), ds.sizes["branch"], ds.sizes["key"])
+    out = np.full(shape, -1, dtype=np.int8)
+    for li in used:
+        out[:, li] = key_classes(ds, int(li))
+    return out
+
+
+def key_classes(ds: xr.Dataset, layout: int) -> np.ndarray:
+    """(sample, branch, key) int8 index into ``WORD_CLASSES`` of every key of the layout at index ``layout``
+    of the store's ``layout`` coordinate, -1 beyond it. Which layout a site's keys are in is the store's
+    ``site_key_layout`` (:func:`site_layouts`)."""
     tok = as_str(ds.key_token_str.isel(layout=layout).values)
     mod = as_str(ds.key_modality.isel(layout=layout).values)
     bos = np.asarray(ds.key_is_bos.isel(layout=layout).values, bool)
@@ -71,15 +112,22 @@ def as_str(values: np.ndarray) -> np.ndarray:
     return np.array(arr.tolist(), dtype=str).reshape(arr.shape) if arr.size else arr.astype(object).astype(str)
 
 
-def class_counts(keys: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Edited keys per (sample, branch, site, step, class).
+def class_counts(keys: np.ndarray, classes: np.ndarray, site_layout: np.ndarray) -> np.ndarray:
+    """Edited keys per (sample, branch, site, step, class), each site's keys labelled in its own layout.
 
     ``keys``: (sample, step, site, branch, head, rank) key indices, -1 padded (one edit, one call);
-    ``classes``: (sample, branch, key) from :func:`key_classes`."""
+    ``classes``: (sample, layout, branch, key) from :func:`layout_classes`; ``site_layout``: (site,) layout
+    index of each site (:func:`site_layouts`)."""
     n, n_step, n_site, n_branch = keys.shape[:4]
+    site_layout = np.asarray(site_layout, dtype=np.int64)
+    if site_layout.shape != (n_site,):
+        raise ValueError(f"site_layout has shape {site_layout.shape}, the keys have {n_site} sites")
     s_idx, t_idx, site_idx, b_idx = np.indices(keys.shape[:4], sparse=True)
-    valid = keys >= 0
-    cls = classes[s_idx[..., None, None], b_idx[..., None, None], np.clip(keys, 0, None)]
+    valid = (keys >= 0) & (keys < classes.shape[-1])
+    lay = site_layout[site_idx]
+    cls = classes[
+        s_idx[..., None, None], lay[..., None, None], b_idx[..., None, None], np.clip(keys, 0, classes.shape[-1] - 1)
+    ]
     valid &= cls >= 0
     flat = (((s_idx * n_branch + b_idx) * n_site + site_idx) * n_step + t_idx)[..., None, None] * len(WORD_CLASSES)
     flat = np.broadcast_to(flat + cls.astype(np.int64), keys.shape)[valid]
@@ -87,11 +135,12 @@ def class_counts(keys: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return counts.reshape(n, n_branch, n_site, n_step, len(WORD_CLASSES))
 
 
-def dominant_counts(argmax: np.ndarray, classes: np.ndarray) -> np.ndarray:
+def dominant_counts(argmax: np.ndarray, classes: np.ndarray, site_layout: np.ndarray) -> np.ndarray:
     """Heads whose most-attended key is of each class, per (sample, branch, site, step, class).
 
-    ``argmax``: (sample, step, site, branch, head) key indices (the ``mass`` record's ``argmax_key``)."""
-    return class_counts(argmax[..., None], classes)
+    ``argmax``: (sample, step, site, branch, head) key indices (the ``mass`` record's ``argmax_key``);
+    ``classes`` and ``site_layout`` as in :func:`class_counts`."""
+    return class_counts(argmax[..., None], classes, site_layout)
 
 
 def blocks(n: int, size: int) -> Iterator[slice]:

@@ -22,7 +22,7 @@ from scipy import stats as sps
 from interp.analysis import findings_cli
 from interp.analysis.study_effects import Method, complete_units, holm, load_study
 from interp.analysis.study_tables import reduce_store
-from interp.analysis.token_identity import as_str, key_classes
+from interp.analysis.token_identity import as_str, layout_classes, site_layouts
 from interp.edits.words import CONTENT, NON_CONTENT, WORD_CLASSES
 from interp.sweep import run as run_sweep
 
@@ -73,11 +73,11 @@ def test_tables_count_what_the_store_holds(study):
     z = np.load(study / "tables.npz")
     assert ds.done.values.all() and z["sample"].size == ds.sizes["sample"] == 4 * (len(CONDITIONS) + 1)
     keys = np.asarray(ds.edit_keys.isel(edit=0, call=0).values)  # (sample, step, site, branch, head, rank)
-    classes = key_classes(ds)
+    classes, lay = layout_classes(ds), site_layouts(ds)  # each site's keys in its own key layout
     for s in range(ds.sizes["sample"]):  # brute force: walk every edited key
         want = np.zeros(z["edited_classes"].shape[1:], np.int64)
         for t, site, b, h, r in zip(*np.nonzero(keys[s] >= 0), strict=True):
-            want[b, site, t, classes[s, b, keys[s, t, site, b, h, r]]] += 1
+            want[b, site, t, classes[s, lay[site], b, keys[s, t, site, b, h, r]]] += 1
         np.testing.assert_array_equal(z["edited_classes"][s], want)
     assert (as_str(ds.condition.values) == z["condition"]).all()
 
@@ -94,12 +94,12 @@ def test_word_edits_act_on_the_named_classes(study):
     ds = xr.open_zarr(study / "study.zarr", consolidated=True)
     keys = np.asarray(ds.edit_keys.isel(edit=0, call=0, step=0).values)  # step 0: latents still identical
     cond, unit = as_str(ds.condition.values), np.asarray(ds.prompt_index.values)
-    cls = key_classes(ds)
+    cls, lay = layout_classes(ds), site_layouts(ds)
     for u in np.unique(unit):
         top = keys[(cond == "top10") & (unit == u)][0]
         sub = keys[(cond == "top10_content") & (unit == u)][0]
         row = np.flatnonzero((cond == "top10") & (unit == u))[0]
-        of_key = cls[row][np.arange(2)[None, :, None, None], np.clip(top, 0, None)]  # (site, branch, head, rank)
+        of_key = cls[row][lay[:, None, None, None], np.arange(2)[None, :, None, None], np.clip(top, 0, None)]
         kept = (top >= 0) & np.isin(of_key, content)
         np.testing.assert_array_equal(np.sort(np.where(kept, top, -1), -1), np.sort(sub, -1))
 
