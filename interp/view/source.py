@@ -162,19 +162,24 @@ class StoreSource:
     def layout_of(self, site: int, side: str = "key") -> int:
         """Index of the token layout of a site's keys (``side="key"``) or queries (``"query"``): the
         store's ``site_key_layout`` / ``site_query_layout`` (a video family's self-attention keys are the
-        video tokens, its cross-attention keys the text), layout 0 for a store that names none."""
+        video tokens, its cross-attention keys the text), layout 0 for a store that names none and holds
+        one. A site naming a layout the store does not hold is an error (never read in another layout)."""
         name = f"site_{side}_layout"
         if name not in self.ds.variables or "layout" not in self.ds.dims:
+            if self.ds.sizes.get("layout", 1) != 1:
+                raise ViewError(f"{self.name} holds several token layouts but no {name}")
             return 0
         layouts = [str(v) for v in self.ds["layout"].values]
         value = str(self.ds[name].values[site])
-        return layouts.index(value) if value in layouts else 0
+        if value not in layouts:
+            raise ViewError(f"{self.name}: site {site} names {side} layout {value!r}, not among {layouts}")
+        return layouts.index(value)
 
     def has_frames(self) -> bool:
         """Whether the store's layouts carry a video frame (``key_image_frame``)."""
         return "key_image_frame" in self.ds.variables
 
-    def key_table(self, position: int, branch: str, layout: int = 0) -> pd.DataFrame:
+    def key_table(self, position: int, branch: str, layout: int) -> pd.DataFrame:
         """The token layout ``layout`` of one sample and branch: text, modality, class, image frame (video;
         -1 otherwise), row and col."""
         from interp.analysis.token_identity import key_classes
