@@ -45,6 +45,7 @@ DEMO_MODELS = (
     "wan",  # video families
     "cogvideox",
     "cogvideox1.5",
+    "hunyuanvideo15",
 )
 """``--model`` choices: the organism and ``interp.pipelines.SUPPORTED_TINY`` (kept equal by a test,
 spelled out here so that ``--help`` does not import the pipelines)."""

@@ -12,13 +12,13 @@ and Qwen tokens first, then the padding of each), the causal 3-D ``AutoencoderKL
 ``ClassifierFreeGuidance`` guider that runs the transformer twice per step (the positive prompt first,
 then the negative), batch 1 each.
 
-Sizes: Qwen2.5-VL text model 2 layers of width 32, ByT5 2 layers of width 16, 2 transformer blocks, 2 heads
+Sizes: Qwen2.5-VL text model 3 layers of width 32, ByT5 2 layers of width 16, 2 transformer blocks, 2 heads
 of dim 16 (RoPE axes 4 + 6 + 6), 4 latent channels, VAE 4x spatial and 4x temporal compression. Set on the
-instance (the pipeline's own attributes, constants in diffusers): ``tokenizer_max_length`` 24 (real 1000),
-``tokenizer_2_max_length`` 8 (real 256), ``vision_num_semantic_tokens`` 4 (real 729), and
+instance (the pipeline's own attributes, constants in diffusers): ``tokenizer_max_length`` 24 (real
+1000), ``tokenizer_2_max_length`` 8 (real 256), ``vision_num_semantic_tokens`` 4 (real 729), and
 ``prompt_template_encode_start_idx`` the built-in tokenizer's length of the template's system turn and
-user header (real 108; 240 here, as the template words are not whole tokens of the built-in tokenizer). The fast call: 5 frames of 32 x 32 px -> 2
-latent frames of 8 x 8 = 128 video tokens; 36 context keys.
+user header (real 108; 240 here: the template's words are not whole tokens of the built-in tokenizer).
+The fast call: 5 frames of 32 x 32 px -> 2 latent frames of 8 x 8 = 128 video tokens; 36 context keys.
 """
 
 from __future__ import annotations
