@@ -40,12 +40,12 @@ DEMO_MODELS = (
     "flux2",
     "flux2-klein",
     "qwenimage",
-    "auraflow",
-    "lumina2",
     "wan",  # video families
     "cogvideox",
     "cogvideox1.5",
     "hunyuanvideo15",
+    "auraflow",  # the generic adapter (last in ADAPTERS)
+    "lumina2",
 )
 """``--model`` choices: the organism and ``interp.pipelines.SUPPORTED_TINY`` (kept equal by a test,
 spelled out here so that ``--help`` does not import the pipelines)."""
