@@ -223,6 +223,7 @@ def test_unknown_text_layout_from_the_call_masks(pipes):
     """Embeddings instead of a prompt: the layout's valid counts come from the masks the call passed."""
     pipe = pipes()
     kw = kwargs_for(num_inference_steps=1)
+    del kw["negative_prompt"]
     embeds = pipe.encode_prompt(PROMPT, device="cpu")
     neg = pipe.encode_prompt("", device="cpu")
     names = ("prompt_embeds", "prompt_embeds_mask", "prompt_embeds_2", "prompt_embeds_mask_2")
@@ -272,18 +273,23 @@ def test_maps_of_video_queries_equal_brute_force(pipes):
 
 def test_sweep_and_store(pipes, tmp_path):
     from interp.sweep import parse_config, run
+    from interp.sweep.config import ConfigError
 
     data = {
         "version": 1,
         "name": "hv15",
         "store": str(tmp_path / "sweep.zarr"),
         "model": {"id": f"tiny:{NAME}"},
-        "sampler": {"steps": 2, "height": 32, "width": 32, "call_kwargs": {"num_frames": 5}},
+        "sampler": {"steps": 2, "guidance_scale": 6.0, "height": 32, "width": 32, "call_kwargs": {"num_frames": 5}},
         "prompts": {"source": "geneval", "n": 2, "subset_seed": 1},
         "run": {"progress": False},
         "records": [{"stats": ["mass", "entropy"], "layers": "all"}],
         "conditions": [{"name": "baseline"}, {"name": "top1", "plan": [{"fn": "mask_topk", "layer": 0, "k": 1}]}],
     }
+    refused = parse_config({**data, "sampler": {**data["sampler"], "guidance_scale": 5.0}}, base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="its guider's scale is 6.0"):  # before generation: no store
+        run(refused, pipe=pipes(), progress=False, log=lambda s: None)
+    assert not (tmp_path / "sweep.zarr").exists()
     cfg = parse_config(data, base_dir=tmp_path)
     result = run(cfg, pipe=pipes(), progress=False, log=lambda s: None)
     assert result.generated == 4
@@ -291,7 +297,8 @@ def test_sweep_and_store(pipes, tmp_path):
     assert ds.sizes["sample"] == 4 and set(ds.condition.values) == {"baseline", "top1"}
     frames = ds.key_image_frame.sel(layout="joint").values
     assert set(np.unique(frames[frames >= 0])) == {0, 1}
-    assert np.isfinite(ds.entropy.values).all()
+    for call, branch in enumerate(("cond", "uncond")):
+        assert np.isfinite(ds.entropy.isel(call=call).sel(branch=branch).values).all()
 
 
 def test_save_pretrained_then_load(pipes, tmp_path):
