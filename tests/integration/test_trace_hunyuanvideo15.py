@@ -266,6 +266,20 @@ def test_maps_of_video_queries_equal_brute_force(pipes):
     want = brute(q, k, scale, mask[0, 0])[0, 1, :N_VIDEO].numpy()
     amap = t.stats.attn_map.sel(site=SITES[0], branch="cond").isel(step=1, call=0).values[0]
     np.testing.assert_allclose(amap[:, : want.shape[1]], want, rtol=1e-5, atol=1e-7)
+    # the default query set: each branch's own unblocked rows (cond has more: its prompt is longer); the
+    # store keeps the longer selection and the uncond rows past its own are empty
+    t = traced(pipe, lambda: record("maps", layers=0, steps=[1], heads=[1]), **kw)
+    rows = t.stats.map_query_index.sel(site=SITES[0]).values
+    for call, branch in enumerate(("cond", "uncond")):
+        q, k, scale, mask = caps[SITES[0]].calls[2 + call]
+        m = mask[0, 0]
+        own = np.flatnonzero(m.any(-1).numpy())
+        amap = t.stats.attn_map.sel(site=SITES[0], branch=branch).isel(step=1, call=call).values[0]
+        np.testing.assert_array_equal(rows[: len(own)], own)
+        want = brute(q, k, scale, m)[0, 1, own].numpy()
+        np.testing.assert_allclose(amap[: len(own), : want.shape[1]], want, rtol=1e-5, atol=1e-7)
+        assert np.isnan(amap[len(own) :]).all()
+    assert len(rows) > len(own)  # the uncond prompt is the shorter
 
 
 # --- sweep, loading, demo -----------------------------------------------------------------------------
