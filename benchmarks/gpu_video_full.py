@@ -1,4 +1,4 @@
-"""Full-size video DiTs on one GPU: Wan 2.1 1.3B and CogVideoX-2b, plain vs observed vs edited (issue 19).
+"""Full-size video DiTs on one GPU: Wan 2.1 1.3B, CogVideoX-2b, HunyuanVideo 1.5; plain vs observed vs edited.
 
 What runs
 ---------
@@ -8,7 +8,9 @@ pipelines of ``interp.pipelines.tiny("wan")`` / ``tiny("cogvideox")`` whose tran
 - Wan 2.1 T2V 1.3B: ``WanTransformer3DModel`` (30 blocks, 12 heads of 128, ffn 8960, text_dim 4096,
   patch 1 x 2 x 2), UMT5-xxl-shaped prompt embeddings (512 x 4096 per branch), CFG as two calls per step;
 - CogVideoX-2b: ``CogVideoXTransformer3DModel`` (30 blocks, 30 heads of 64, text 226 x 4096, patch 2,
-  sinusoidal positions), CFG batch 2.
+  sinusoidal positions), CFG batch 2;
+- HunyuanVideo 1.5 480p T2V: ``HunyuanVideo15Transformer3DModel`` (54 blocks, 16 heads of 128; context of
+  729 masked image slots, 256 ByT5 and 1000 Qwen positions, masked per prompt), guider CFG as two calls.
 
 The text encoders are not the real ones (no download): random prompt embeddings of the real shapes are
 passed (the prompt text only labels the token layout), with ``output_type="latent"`` (no VAE decode).
@@ -40,10 +42,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from diffusers import CogVideoXTransformer3DModel, WanTransformer3DModel
+from diffusers import CogVideoXTransformer3DModel, HunyuanVideo15Transformer3DModel, WanTransformer3DModel
 
 import interp
 from interp import mask_topk, record, tracer
+from interp.adapters.hunyuanvideo15 import byt5_layout, qwen_layout
 
 PROMPT = "a cat walking on the grass"
 FULL = {
@@ -86,6 +89,17 @@ FULL = {
         "text": (226, 4096),
         "call": {"height": 480, "width": 720, "num_frames": 25, "guidance_scale": 6.0},
     },
+    "hunyuanvideo15-480p": {
+        "tiny": "hunyuanvideo15",
+        # the 480p text-to-video transformer: 54 blocks, 16 heads of 128, Qwen2.5-VL 3584 / ByT5 1472 /
+        # SigLIP 1152 context, 32 latent channels (+ condition latents and mask: 65 in)
+        "transformer": lambda: HunyuanVideo15Transformer3DModel(target_size=480, task_type="t2v"),
+        # the real pipeline's lengths (1000 Qwen positions, 256 ByT5, 729 image slots), set on the instance
+        "lengths": {"tokenizer_max_length": 1000, "tokenizer_2_max_length": 256, "vision_num_semantic_tokens": 729},
+        # the tiny VAE compresses 4x (the real one 16x): 120 x 212 px give the real 480 x 848 grid of 30 x 53,
+        # 33 frames 9 latent frames: 14,310 video tokens
+        "call": {"height": 120, "width": 212, "num_frames": 33},
+    },
 }
 TINY_CALL = {"height": 64, "width": 64, "num_frames": 9}
 CASES: dict[str, Callable[[], None] | None] = {
@@ -99,6 +113,8 @@ def build(family: str, device: str, dtype: torch.dtype, tiny: bool) -> tuple[obj
     """The pipeline (full-size transformer unless ``tiny``) and its call arguments, embeddings included."""
     spec = FULL[family]
     pipe = interp.pipelines.tiny(spec["tiny"], dtype=dtype)
+    if spec["tiny"] == "hunyuanvideo15":
+        return build_hunyuan(pipe, spec, device, dtype, tiny)
     if tiny:
         call = {**interp.pipelines.tiny_call_kwargs(spec["tiny"]), **TINY_CALL}
         call.pop("num_inference_steps")
@@ -113,6 +129,37 @@ def build(family: str, device: str, dtype: torch.dtype, tiny: bool) -> tuple[obj
     g = torch.Generator("cpu").manual_seed(1)
     call["prompt_embeds"] = torch.randn(1, n, d, generator=g).to(device, dtype)
     call["negative_prompt_embeds"] = torch.randn(1, n, d, generator=g).to(device, dtype)
+    call["output_type"] = "latent"
+    return pipe, call
+
+
+def build_hunyuan(pipe, spec: dict, device: str, dtype: torch.dtype, tiny: bool) -> tuple[object, dict]:
+    """HunyuanVideo 1.5: random Qwen and ByT5 embeddings of the real shapes, with the masks the prompt (and
+    the empty negative prompt) give under the pipeline's own tokenizers, so the token layout holds."""
+    if tiny:
+        call = {**interp.pipelines.tiny_call_kwargs(spec["tiny"]), **TINY_CALL}
+        call.pop("num_inference_steps")
+        call.pop("negative_prompt")
+    else:
+        with torch.device(device):
+            pipe.transformer = spec["transformer"]().to(dtype=dtype).eval()
+        cfg = pipe.transformer.config
+        pipe.num_channels_latents, pipe.vision_states_dim = cfg.out_channels, cfg.image_embed_dim
+        pipe.target_size = cfg.target_size
+        for name, value in spec["lengths"].items():
+            setattr(pipe, name, value)
+        call = dict(spec["call"])
+    pipe.to(device)
+    cfg = pipe.transformer.config
+    g = torch.Generator("cpu").manual_seed(1)
+    for prefix, text in (("", PROMPT), ("negative_", "")):
+        m1 = torch.as_tensor(qwen_layout(pipe, text).valid)[None]
+        m2 = torch.as_tensor(byt5_layout(pipe, text).valid)[None]
+        call[f"{prefix}prompt_embeds"] = torch.randn(1, m1.shape[1], cfg.text_embed_dim, generator=g).to(device, dtype)
+        call[f"{prefix}prompt_embeds_mask"] = m1.to(device, dtype)
+        e2 = torch.randn(1, m2.shape[1], cfg.text_embed_2_dim, generator=g)
+        call[f"{prefix}prompt_embeds_2"] = e2.to(device, dtype)
+        call[f"{prefix}prompt_embeds_mask_2"] = m2.to(device, dtype)
     call["output_type"] = "latent"
     return pipe, call
 

@@ -43,7 +43,8 @@ DEMO_MODELS = (
     "wan",  # video families
     "cogvideox",
     "cogvideox1.5",
-    "auraflow",  # the generic adapter
+    "hunyuanvideo15",
+    "auraflow",  # the generic adapter (last in ADAPTERS)
     "lumina2",
 )
 """``--model`` choices: the organism and ``interp.pipelines.SUPPORTED_TINY`` (kept equal by a test,

@@ -15,6 +15,7 @@ from interp.adapters.cogvideox import CogVideoXAdapter
 from interp.adapters.flux import FluxAdapter
 from interp.adapters.flux2 import Flux2Adapter
 from interp.adapters.generic import GenericAdapter
+from interp.adapters.hunyuanvideo15 import HunyuanVideo15Adapter
 from interp.adapters.organism import OrganismAdapter
 from interp.adapters.pixart import PixArtAdapter
 from interp.adapters.qwenimage import QwenImageAdapter
@@ -35,6 +36,7 @@ ADAPTERS: list[type[Adapter]] = [
     QwenImageAdapter,
     WanAdapter,  # video families
     CogVideoXAdapter,
+    HunyuanVideo15Adapter,
     GenericAdapter,  # last: it matches any transformer with a known SDPA processor
 ]
 

@@ -210,6 +210,8 @@ class Adapter:
     tiny_module: str | None = None
     tiny_variants: tuple[str, ...] = ()
     cfg_calls: bool = False  # CFG runs each branch as its own denoiser call (Wan), not as one [uncond, cond] batch
+    # the sites' mask blocks the query rows of invalid keys too (HunyuanVideo 1.5): query sets drop them
+    masked_queries: bool = False
 
     @classmethod
     def matches(cls, pipe: Any) -> bool:

@@ -135,7 +135,9 @@ def apply_edits(ctx: SiteContext, call: SDPACall, active: Sequence[tuple[int, Ed
     )
     all_pairs, any_pair = bool(pairs_host.all()), bool(pairs_host.any())
     pairs = torch.as_tensor(pairs_host).to(dev, non_blocking=True)
-    rows = None if scope.queries == "all" else ctx.query_rows(scope.queries, nq, dev)
+    rows = ctx.query_rows(scope.queries, nq, dev)  # "all" leaves out rows a mask blocks (HunyuanVideo 1.5)
+    if scope.queries == "all" and rows.numel() == nq:
+        rows = None
     scope_rows = rows if rows is not None else torch.arange(nq, device=dev)
     mask_bias = mask_to_bias(call.attn_mask)
     mass_cache: dict[str, Tensor] = {}

@@ -261,13 +261,16 @@ class Observer:
         branch = self._call_branch()
         key = (site.path, queries, str(device), branch, n_query)
         if key not in self._rows:
-            modality = self.layout(site.query_layout, branch, n_query).modality
+            lay = self.layout(site.query_layout, branch, n_query)
+            modality = lay.modality
             if queries == "all":
                 keep = np.ones(n_query, bool)
             elif queries in (IMAGE, TEXT):
                 keep = modality == queries
             else:  # "used": drop streams whose outputs the model discards
                 keep = ~np.isin(modality, list(site.unused_query_streams))
+            if self.adapter.masked_queries:  # rows the mask blocks attend to nothing: no distribution
+                keep = keep & lay.valid
             rows = np.flatnonzero(keep)
             if len(rows) == 0:
                 raise PlanError(f"site {site.path} has no {queries!r} query rows")

@@ -2,7 +2,8 @@
 
 ``tiny(name)`` builds the REAL diffusers pipeline class of a model family from small configs in code, one
 family per module (``sd3`` for SD3 and SD3.5, ``sdxl``, ``flux``, ``pixart``, ``chroma``, ``sana``,
-``flux2`` (Flux.2 [dev] and [klein]), ``qwenimage``, and ``generic`` for the generic adapter's AuraFlow and Lumina 2;
+``flux2`` (Flux.2 [dev] and [klein]), ``qwenimage``, the video families ``wan``, ``cogvideox`` and
+``hunyuanvideo15``, and ``generic`` for the generic adapter's AuraFlow and Lumina 2;
 each family's adapter declares its built-ins), with tokenizers built in
 code (``tokenizers``), deterministic: two constructions give the same weights, tokenizers and images, and
 the caller's RNG state is untouched. ``tiny_call_kwargs(name)`` gives the call keyword arguments of a fast

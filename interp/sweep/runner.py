@@ -196,6 +196,15 @@ def prepare(cfg: SweepConfig, pipe: Any, probe: SampleSpec | None = None) -> Pre
             except SchedulerMismatch as exc:
                 raise ConfigError(f"{where}.scheduler", str(exc)) from None
         kwargs: dict[str, Any] = {"num_inference_steps": s.steps, "guidance_scale": s.guidance_scale}
+        if "guidance_scale" not in call_params:  # a guider component holds it (HunyuanVideo 1.5)
+            held = getattr(getattr(pipe, "guider", None), "guidance_scale", None)
+            if held is None or float(held) != s.guidance_scale:
+                raise ConfigError(
+                    f"{where}.guidance_scale",
+                    f"{type(pipe).__name__}.__call__ takes no guidance_scale; its guider's scale is {held}: "
+                    f"set guidance_scale to {held} (a sweep does not change the pipeline's guider)",
+                )
+            del kwargs["guidance_scale"]
         for name in ("height", "width", "max_sequence_length"):
             value = getattr(s, name)
             if value is not None:

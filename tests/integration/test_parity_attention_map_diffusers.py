@@ -32,7 +32,10 @@ FAMILIES = {
     "flux2": ("transformer_blocks.1.attn", "calls"),
     "flux2-klein": ("transformer_blocks.0.attn", "calls"),
     "sana": ("transformer_blocks.1.attn2", "batched"),
+    "hunyuanvideo15": ("transformer_blocks.0.attn", "calls"),
 }
+# the peer names a video transformer's latent stream "video" (interp: modality "image")
+RELATION = {"hunyuanvideo15": "video->text"}
 
 
 def peer_records(pipe, kw, relation, layer):
@@ -42,7 +45,7 @@ def peer_records(pipe, kw, relation, layer):
     for r in c.compute().records:
         if r.layer_id == f"transformer.{layer}":
             by_step[r.step_index].append(r)
-    return out.images, by_step
+    return (out.images if hasattr(out, "images") else out.frames), by_step
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
@@ -52,11 +55,12 @@ def test_maps_and_incoming_mass_agree_with_attention_map_diffusers(name):
     if name == "flux":
         kw |= {"true_cfg_scale": 2.0, "negative_prompt": "blurry"}
     site, cfg = FAMILIES[name]
-    images, by_step = peer_records(pipe, kw, "image->text", site)
+    images, by_step = peer_records(pipe, kw, RELATION.get(name, "image->text"), site)
     with tracer.trace(pipe, PROMPT, seed=0, output_type="pt", **kw) as t:
         record("maps", layers=[site], queries="image", keys="text")
         record("mass_full", layers=[site], queries="image")
-    assert torch.equal(t.output.images, images)  # both observe the same generation
+    ours_out = t.output.images if hasattr(t.output, "images") else t.output.frames
+    assert torch.equal(ours_out, images)  # both observe the same generation
     ds = t.stats.sel(site=site)
     assert sorted(by_step) == list(range(ds.sizes["step"]))
     text = ds.sel(layout=str(ds.site_key_layout.values), branch="cond").key_modality.values == "text"
