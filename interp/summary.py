@@ -64,9 +64,20 @@ def _labeler(ds: xr.Dataset, layout: str, branch: str):
     return label
 
 
+def _site_layout(ds: xr.Dataset, site: str) -> str:
+    """``site``'s own key layout: ``site_key_layout``, or the store's only layout when it lacks that
+    variable (a store with several layouts and no ``site_key_layout`` cannot say which is the site's)."""
+    if "site_key_layout" in ds.variables:
+        return str(ds.site_key_layout.sel(site=site).values)
+    layouts = [str(v) for v in ds["layout"].values] if "layout" in ds.coords else []
+    if len(layouts) != 1:
+        raise ValueError(f"the store holds layouts {layouts} but no site_key_layout: which is {site}'s?")
+    return layouts[0]
+
+
 def dominant_keys(ds: xr.Dataset, site: str, branch: str = "cond") -> Counter:
     """How often each key identity is the argmax key at ``site`` (over samples, steps, calls, heads)."""
-    layout = str(ds.site_key_layout.sel(site=site).values)
+    layout = _site_layout(ds, site)
     arg = np.asarray(ds.argmax_key.sel(site=site, branch=branch).values)
     label = _labeler(ds, layout, branch)
     counts: Counter = Counter()

@@ -120,3 +120,11 @@ def test_summary_labels_each_sites_keys_in_its_layout(store):
     for site in as_str(store.site.values):
         labels = dominant_keys(store, site)
         assert labels and all(lab.startswith("image patch") == _self(site) for lab in labels)
+
+
+def test_summary_without_site_key_layout_needs_a_single_layout(store):
+    site = str(store.site.values[0])
+    with pytest.raises(ValueError, match="but no site_key_layout"):
+        dominant_keys(store.drop_vars("site_key_layout"), site)  # several layouts: which is the site's?
+    one = store.isel(layout=[int(site_layouts(store)[0])]).drop_vars("site_key_layout")
+    assert dominant_keys(one, site) == dominant_keys(store, site)  # the only layout is the site's
