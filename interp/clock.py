@@ -32,7 +32,8 @@ Consistency checks, where they are meaningful:
 - after each ``scheduler.step``, a scheduler that keeps a ``step_index`` must agree with the count
   (a loop that skips or repeats ``scheduler.step`` raises ``ClockError`` at once);
 - the timestep the denoiser received (recorded per (step, call) in ``received``, at the precision
-  it was used, e.g. bf16 and divided by 1000 for Flux) must equal ``scheduler.timesteps[step]`` up to
+  it was used, e.g. bf16 and divided by 1000 for Flux; a trace's dataset and store hold it as
+  ``timestep_received``) must equal ``scheduler.timesteps[step]`` up to
   the rounding of its dtype (a few units in the last place); a call outside the schedule raises.
 
 The check reads one scalar per denoiser call (not per site), the only host sync the tracer adds per

@@ -209,6 +209,8 @@ class Trace:
             branches=seen,
             timesteps=clock.timesteps,
             sigmas=clock.sigmas,
+            received=clock.received,
+            received_dtype=clock.received_dtype,
             n_steps=clock.n_steps,
             n_calls=max(clock.n_calls, 1),
             layouts=layouts,

@@ -17,7 +17,16 @@ writing. Dimensions:
 Missing values are NaN (floats) or -1 (integers): a site not recorded at a step, a head a site does
 not have, a branch a call did not run. Strings are variable-length (numpy ``StringDType``). Every
 bump of ``SCHEMA_VERSION`` must say here what changed. The statistics' variables come from the
-catalogue (``interp.statistics``); the image and the edit-verification variables are declared here.
+catalogue (``interp.statistics``); the image, the clock and the edit-verification variables are
+declared here.
+
+Additions that keep the version (old stores stay valid, they just lack the variable) are listed in
+``ADDED_VARIABLES``: a store created before one of them opens and analyses as before, and a trace
+appended to such a store leaves the variable out (a store keeps the variables it was created with).
+
+- ``timestep_received`` (step, call): the timestep each denoiser call received, at the precision it
+  was used (its ``received_dtype`` attribute), scaled back to the scheduler's units by the adapter's
+  ``timestep_scale`` (``StepClock.received``); NaN where a (step, call) did not run.
 """
 
 from __future__ import annotations
@@ -47,6 +56,13 @@ VARIABLES: dict[str, VarSpec] = {v.name: VarSpec(v.dims, v.description) for v in
 """Every variable a trace can write: the statistics' (``interp.statistics``) and their ``_before``
 twins, the image, and the edit-verification variables."""
 VARIABLES["image"] = VarSpec(("y", "x", "rgb"), "generated image, uint8")
+VARIABLES["timestep_received"] = VarSpec(
+    ("step", "call"),
+    "timestep the denoiser received, at the precision it was used (attribute received_dtype), in the "
+    "scheduler's units (times the adapter's timestep_scale); NaN where the call did not run",
+)
+ADDED_VARIABLES = ("timestep_received",)
+"""Variables added without a schema version bump: a store created before them does not hold them."""
 
 EDIT_DIMS = ("edit", *CORE)
 EDIT_VARIABLES: dict[str, VarSpec] = {
@@ -151,8 +167,11 @@ def trace_dataset(
     map_index: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
     attrs: Mapping[str, Any],
     image: np.ndarray | None = None,
+    received: Mapping[tuple[int, int], float] | None = None,
+    received_dtype: str = "",
 ) -> xr.Dataset:
-    """The dataset of one trace (no sample dimension)."""
+    """The dataset of one trace (no sample dimension). ``received``: the timestep each (step, call) of
+    the denoiser got (``StepClock.received``), in ``received_dtype``; absent: no ``timestep_received``."""
     n_head = max([h for h, _ in site_shapes.values()] or [0])
     layout_names = sorted({name for name, _ in layouts})
     n_key = max([len(v) for v in layouts.values()] + [k for _, k in site_shapes.values()] + [0])
@@ -171,6 +190,16 @@ def trace_dataset(
     if image is not None:
         data_vars["image"] = xr.Variable(
             VARIABLES["image"].dims, image, attrs={"description": VARIABLES["image"].description}
+        )
+    if received is not None:
+        got = np.full((n_steps, n_calls), np.nan, dtype=np.float64)
+        for (step, call), value in received.items():
+            got[step, call] = value
+        spec = VARIABLES["timestep_received"]
+        data_vars["timestep_received"] = xr.Variable(
+            spec.dims,
+            got,
+            attrs={"description": spec.description, "received_dtype": received_dtype or "python number"},
         )
     heads = np.array([site_shapes.get(s.path, (0, 0))[0] for s in sites], dtype=np.int64)
     keys = np.array([site_shapes.get(s.path, (0, 0))[1] for s in sites], dtype=np.int64)

@@ -5,7 +5,8 @@ Design
 A store is one Zarr v3 group written by xarray: one ``sample`` per trace, chunked one sample per
 chunk, so appending a trace writes new chunks and never rewrites earlier ones. ``append_trace``
 conforms the new trace to the store (pads the step, call, head, key and rank axes with missing values
-up to the store's sizes, refuses a trace that needs larger axes or other sites), appends it along
+up to the store's sizes, refuses a trace that needs larger axes or other sites, leaves out the
+variables added to the schema after the store was created: ``schema.ADDED_VARIABLES``), appends it along
 ``sample`` with ``done = False``, then sets ``done = True`` in a separate region write, last: a reader
 (or a resumed sweep) trusts only samples whose flag is set. Appends from several processes are
 serialised by an exclusive lock on a sibling ``<store>.lock`` file (``interp.store.lock``); sweeps
@@ -36,7 +37,7 @@ import xarray as xr
 from interp.store.lock import append_lock
 from interp.store.meaning import CONDITIONS_ATTR, check_trace_fits, identity_attrs
 from interp.store.safety import StoreError, check_location, is_zarr_store
-from interp.store.schema import STATIC_COORDS, strings
+from interp.store.schema import ADDED_VARIABLES, STATIC_COORDS, strings
 
 _CONSOLIDATED_NOTE = "Consolidated metadata is currently not part"
 
@@ -92,6 +93,8 @@ def _conform(new: xr.Dataset, store: xr.Dataset) -> xr.Dataset:
                 f"this trace's {dim} axis {b} differs from the store's {a}; write traces of another plan "
                 "or model to another store"
             )
+    older = [n for n in ADDED_VARIABLES if n in new.data_vars and n not in store.variables]
+    new = new.drop_vars(older)  # a store created before these variables keeps the ones it has
     missing = sorted(set(store.data_vars) - set(new.data_vars))
     extra = sorted(set(new.data_vars) - set(store.data_vars))
     if extra:

@@ -31,7 +31,7 @@ import numpy as np
 import xarray as xr
 
 from interp.adapters.base import BRANCHES
-from interp.store.schema import STATIC_COORDS, strings
+from interp.store.schema import ADDED_VARIABLES, STATIC_COORDS, strings
 
 STRING = np.dtypes.StringDType()
 
@@ -253,7 +253,8 @@ class StoreLayout:
         """Arrays of one sample in the store's shapes (no sample axis), missing values where absent."""
         idx = self._indices(ds)
         self.check_static(ds)
-        extra = sorted(set(per_sample_names(ds)) - set(self.variables))
+        # a store created before a variable was added to the schema keeps the variables it has
+        extra = sorted(set(per_sample_names(ds)) - set(self.variables) - set(ADDED_VARIABLES))
         if extra:
             raise LayoutError(f"this trace records {extra}, which the store does not hold")
         out: dict[str, np.ndarray] = {}

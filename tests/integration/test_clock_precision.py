@@ -36,6 +36,20 @@ def received_by_denoiser(pipe, **kw) -> tuple[torch.Tensor, list[float]]:
     return out, seen
 
 
+def check_timestep_received(stats, seen: list[float], dtype: torch.dtype) -> None:
+    """The dataset's ``timestep_received`` is what the pre-hook saw (x1000), one call per step, and differs
+    from the scheduler's ``timestep`` by the rounding of ``dtype`` (somewhere, and never by more)."""
+    got = stats["timestep_received"]
+    assert got.dims == ("step", "call") and got.dtype == np.float64
+    assert got.attrs["received_dtype"] == str(dtype)
+    assert got.sizes["call"] == 1
+    np.testing.assert_array_equal(got.isel(call=0).values, np.array(seen, dtype=np.float64) * 1000)
+    diff = np.abs(got.isel(call=0).values - stats.timestep.values)
+    assert (diff > 0).any(), "no timestep was rounded: this check lost its point"
+    eps = torch.finfo(dtype).eps
+    assert (diff <= 4 * eps * (np.abs(stats.timestep.values) + 1000 * eps)).all()
+
+
 @pytest.fixture(scope="module", params=[torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 def flux(request):
     return interp.pipelines.tiny("flux", dtype=request.param)
@@ -57,6 +71,7 @@ def test_low_precision_flux_traces_with_the_loop_labels(flux):
     # the received timestep is the denoiser's, at its precision (x1000: Flux divides by 1000), per (step, call)
     assert [t.clock.received[(s, 0)] for s in range(n)] == [v * 1000 for v in seen]
     assert t.stats.attrs["denoiser_timestep_dtype"] == str(flux.transformer.dtype)
+    check_timestep_received(t.stats, seen, flux.transformer.dtype)
     n_keys = t.stats.edit_n_keys.isel(edit=0, call=0).sel(site="transformer_blocks.1.attn").values
     assert (n_keys[: n - 1] == -1).all() and (n_keys[n - 1] == 1).all()
     assert not torch.equal(t.output.images, ref)
@@ -82,3 +97,4 @@ def test_a_120_step_bf16_schedule_has_colliding_timesteps_and_correct_labels():
     assert sorted(t.clock.received) == [(s, 0) for s in range(n)]
     assert [t.clock.received[(s, 0)] for s in range(n)] == [v * 1000 for v in seen]
     assert np.isfinite(t.stats.max_mass.values).all()
+    check_timestep_received(t.stats, seen, torch.bfloat16)

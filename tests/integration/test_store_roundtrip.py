@@ -47,6 +47,10 @@ def test_round_trip_and_append(tmp_path):
     assert ds.attrs["version_diffusers"] and ds.attrs["pipeline_class"] == "StableDiffusion3Pipeline"
     assert ds.done.values.tolist() == [True]
     assert ds.image.dtype == np.uint8 and ds.image.shape[1:] == (64, 64, 3)
+    # the timestep the denoiser received (fp32 SD3: exactly the scheduler's), with its dtype
+    assert one.timestep_received.dims == ("step", "call") and one.timestep_received.dtype == np.float64
+    assert one.timestep_received.attrs["received_dtype"] == "torch.float32"
+    np.testing.assert_array_equal(one.timestep_received.isel(call=0).values, t0.stats.timestep.values)
 
     t1 = traced(pipe, "a photo of two cats", 2, store)
     assert t1.sample == 1
@@ -57,6 +61,7 @@ def test_round_trip_and_append(tmp_path):
     assert ds2.sizes["sample"] == 2 and ds2.done.values.tolist() == [True, True]
     np.testing.assert_array_equal(ds2.max_mass.isel(sample=0).values, one.max_mass.values)
     np.testing.assert_array_equal(ds2.max_mass.isel(sample=1).values, t1.stats.max_mass.values)
+    np.testing.assert_array_equal(ds2.timestep_received.isel(sample=1).values, t1.stats.timestep_received.values)
     assert [str(p) for p in ds2.prompt.values] == ["a photo of a green bench", "a photo of two cats"]
 
 
@@ -95,3 +100,21 @@ def test_shorter_trace_is_padded(tmp_path):
     np.testing.assert_array_equal(ds.entropy.isel(step=slice(0, 2)).values, t.stats.entropy.values)
     assert np.isnan(ds.entropy.isel(step=2).values).all()
     assert (ds.argmax_key.isel(step=2).values == -1).all()
+    np.testing.assert_array_equal(ds.timestep_received.isel(step=slice(0, 2)).values, t.stats.timestep_received)
+    assert np.isnan(ds.timestep_received.isel(step=2).values).all()
+
+
+def test_a_store_created_before_timestep_received_opens_and_takes_new_traces(tmp_path):
+    """A store written before the schema gained ``timestep_received`` (made here by writing a store without
+    it) keeps its variables: it opens, and a new trace is appended without the variable."""
+    pipe = interp.pipelines.tiny("sd3")
+    new_store, old_store = tmp_path / "new.zarr", tmp_path / "old.zarr"
+    t0 = traced(pipe, "a photo of a cat", 0, new_store)
+    old = xr.open_zarr(new_store, consolidated=True).drop_vars("timestep_received")
+    old.to_zarr(old_store, zarr_format=3, consolidated=True)
+    t1 = traced(pipe, "a dog", 1, old_store)
+    assert t1.sample == 1 and "timestep_received" in t1.stats
+    ds = interp.open_store(old_store)
+    assert "timestep_received" not in ds.variables and ds.sizes["sample"] == 2
+    np.testing.assert_array_equal(ds.max_mass.isel(sample=0).values, t0.stats.max_mass.values)
+    np.testing.assert_array_equal(ds.max_mass.isel(sample=1).values, t1.stats.max_mass.values)

@@ -59,6 +59,19 @@ def test_every_sample_done_with_index_coordinates(swept):
     assert all(c.done == c.total == 8 for c in result.conditions.values())
 
 
+def test_the_sweep_store_holds_the_received_timestep(swept):
+    """fp32 SD3 receives the scheduler's timestep exactly: ``timestep_received`` equals ``timestep`` where a
+    step ran (one call per step: CFG is batched) and is NaN on the steps a 2-step condition did not run."""
+    _, store, _ = swept
+    ds = open_raw(store)
+    got = ds["timestep_received"]
+    assert got.dims == ("sample", "step", "call") and got.dtype == np.float64 and ds.sizes["call"] == 1
+    assert got.attrs["received_dtype"] == "torch.float32"
+    ran = np.isfinite(ds["timestep"].values)
+    assert (~ran).any() and ran.any()  # the 3-step condition pads the 2-step ones
+    np.testing.assert_array_equal(got.isel(call=0).values, ds["timestep"].values)
+
+
 @pytest.mark.parametrize("index", [0, 4, 23])
 def test_store_equals_a_direct_trace_of_the_prompt_text(swept, pipe, index):
     """A plain ``tracer.trace`` with the prompt text (no precomputed embeddings) gives the stored sample."""

@@ -64,6 +64,8 @@ def small_trace(steps=2, sites=(0, 1), branches=("uncond", "cond"), heads=2, key
         var_attrs={},
         attrs={"plan": "[]"},
         image=rng.integers(0, 256, (4, 4, 3), dtype=np.uint8),
+        received={(i, 0): 1000.0 - 100 * i + 0.5 for i in range(steps)},
+        received_dtype="torch.bfloat16",
     )
 
 
@@ -100,6 +102,18 @@ def test_union_layout_and_conform_match_xarray_reindex_and_pad():
         assert set(placed) == set(layout.variables)
         for name in layout.variables:
             assert _equal(placed[name], oracle(ds, layout, name)), name
+
+
+def test_a_store_created_before_timestep_received_takes_traces_without_it():
+    """A layout without ``timestep_received`` (a store created before the schema gained it) leaves it out of
+    new traces; a variable the store lacks that is not a later schema addition is still refused."""
+    old = small_trace().drop_vars("timestep_received")
+    layout = StoreLayout.from_traces([old], ORDER)
+    assert "timestep_received" in small_trace() and "timestep_received" not in layout.variables
+    placed = layout.conform(small_trace(seed=3))
+    assert set(placed) == set(layout.variables)
+    with pytest.raises(LayoutError, match="entropy"):
+        layout.conform(small_trace().assign(entropy=small_trace().max_mass))
 
 
 def test_traces_that_do_not_fit_are_refused():
