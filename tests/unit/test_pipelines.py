@@ -15,6 +15,7 @@ from diffusers import (
     Flux2KleinPipeline,
     Flux2Pipeline,
     FluxPipeline,
+    HunyuanVideo15Pipeline,
     Lumina2Pipeline,
     PixArtSigmaPipeline,
     QwenImagePipeline,
@@ -34,6 +35,7 @@ EXPECTED_CLASS = {
     "flux": FluxPipeline,
     "pixart": PixArtSigmaPipeline,
     "wan": WanPipeline,
+    "hunyuanvideo15": HunyuanVideo15Pipeline,
     "cogvideox": CogVideoXPipeline,
     "cogvideox1.5": CogVideoXPipeline,
     "chroma": ChromaPipeline,
@@ -44,7 +46,7 @@ EXPECTED_CLASS = {
     "auraflow": AuraFlowPipeline,
     "lumina2": Lumina2Pipeline,
 }
-VIDEO = ("wan", "cogvideox", "cogvideox1.5")
+VIDEO = ("wan", "cogvideox", "cogvideox1.5", "hunyuanvideo15")
 
 
 def geneval_prompts() -> list[str]:
@@ -64,6 +66,8 @@ def tokenizer_definition(tok) -> dict:
     """The backend tokenizer's definition, without its padding/truncation state (which calls change); a
     processor (Flux.2 [dev]'s Pixtral) by its tokenizer."""
     tok = getattr(tok, "tokenizer", tok)
+    if not hasattr(tok, "backend_tokenizer"):  # a Python tokenizer (ByT5): its class and special tokens
+        return {"class": type(tok).__name__, "special": tok.all_special_tokens, "extra": tok.added_tokens_encoder}
     definition = json.loads(tok.backend_tokenizer.to_str())
     return {k: v for k, v in definition.items() if k not in ("padding", "truncation")}
 
