@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline
@@ -25,6 +26,8 @@ from transformers import (
     CLIPTextModel,
     CLIPTextModelWithProjection,
     CLIPTokenizer,
+    Gemma2Config,
+    Gemma2Model,
     T5Config,
     T5EncoderModel,
     T5Tokenizer,
@@ -101,6 +104,27 @@ def t5_encoder(
     )
     with seeded(tag):
         return T5EncoderModel(config)
+
+
+def gemma2_encoder(tag: str, tokenizer: Any) -> Gemma2Model:
+    """A tiny Gemma-2 text model (eager attention) matching ``tokenizer`` (SANA, Lumina 2)."""
+    config = Gemma2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=1024,
+        sliding_window=64,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        attn_implementation="eager",
+    )
+    with seeded(tag):
+        return Gemma2Model(config)
 
 
 def vae(

@@ -23,7 +23,7 @@ from diffusers import (
     Lumina2Pipeline,
     Lumina2Transformer2DModel,
 )
-from transformers import Gemma2Config, Gemma2Model, UMT5Config, UMT5EncoderModel
+from transformers import UMT5Config, UMT5EncoderModel
 
 from interp.pipelines import components
 from interp.pipelines.tokenizers import t5_tokenizer
@@ -90,23 +90,7 @@ def _auraflow(dtype: torch.dtype) -> AuraFlowPipeline:
 
 def _lumina2(dtype: torch.dtype) -> Lumina2Pipeline:
     tokenizer = gemma_tokenizer()
-    config = Gemma2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        max_position_embeddings=1024,
-        sliding_window=64,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        attn_implementation="eager",
-    )
-    with components.seeded("lumina2/text_encoder"):
-        text_encoder = Gemma2Model(config)
+    text_encoder = components.gemma2_encoder("lumina2/text_encoder", tokenizer)
     with components.seeded("lumina2/transformer"):
         transformer = Lumina2Transformer2DModel(
             sample_size=16,

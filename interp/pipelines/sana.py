@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import torch
 from diffusers import AutoencoderDC, DPMSolverMultistepScheduler, SanaPipeline, SanaTransformer2DModel
-from transformers import Gemma2Config, Gemma2Model
 
 from interp.pipelines import components
 from interp.pipelines.tokenizers_llm import gemma_tokenizer
@@ -37,23 +36,7 @@ def build(variant: str = "sana", *, dtype: torch.dtype = torch.float32) -> SanaP
     if variant != "sana":
         raise ValueError(f"unknown SANA variant {variant!r}; expected 'sana'")
     tokenizer = gemma_tokenizer()
-    config = Gemma2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        max_position_embeddings=1024,
-        sliding_window=64,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        attn_implementation="eager",
-    )
-    with components.seeded("sana/text_encoder"):
-        text_encoder = Gemma2Model(config)
+    text_encoder = components.gemma2_encoder("sana/text_encoder", tokenizer)
     with components.seeded("sana/transformer"):
         transformer = SanaTransformer2DModel(
             in_channels=4,
