@@ -19,6 +19,7 @@ their schema and only video stores get a ``key_image_frame`` coordinate.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -164,6 +165,11 @@ def text_layout(
         image_col=np.full(n, -1, np.int64),
         valid=valid,
     )
+
+
+def call_default(pipe: Any, argument: str) -> Any:
+    """The default of one of the pipeline's ``__call__`` arguments (e.g. ``max_sequence_length``)."""
+    return inspect.signature(type(pipe).__call__).parameters[argument].default
 
 
 def unknown_text_layout(n: int, encoder: str) -> TokenLayout:

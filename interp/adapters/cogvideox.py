@@ -20,7 +20,6 @@ Clock and branches. ``timestep=`` keyword, scheduler timesteps as they are; the 
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -32,16 +31,13 @@ from interp.adapters.base import (
     DenoiserCall,
     SiteInfo,
     TokenLayout,
+    call_default,
     unknown_text_layout,
     video_layout,
 )
 from interp.adapters.wan import padded_text_layout
 
 JOINT = "joint"
-
-
-def call_default(pipe: Any, argument: str) -> Any:
-    return inspect.signature(type(pipe).__call__).parameters[argument].default
 
 
 class CogVideoXAdapter(Adapter):

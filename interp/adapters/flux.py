@@ -27,7 +27,6 @@ negative prompt) runs the transformer twice per step: FluxPipeline runs the posi
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
@@ -40,17 +39,13 @@ from interp.adapters.base import (
     DenoiserCall,
     SiteInfo,
     TokenLayout,
+    call_default,
     image_layout,
     unknown_text_layout,
 )
 from interp.adapters.sd3 import t5_layout
 
 JOINT = "joint"
-
-
-def call_default(pipe: Any, argument: str) -> Any:
-    """The default of one of the pipeline's ``__call__`` arguments (e.g. ``max_sequence_length``)."""
-    return inspect.signature(type(pipe).__call__).parameters[argument].default
 
 
 class FluxAdapter(Adapter):

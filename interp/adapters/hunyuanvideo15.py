@@ -26,7 +26,6 @@ guider runs the positive prompt first and the negative second, batch 1 each: cal
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
@@ -40,6 +39,7 @@ from interp.adapters.base import (
     DenoiserCall,
     SiteInfo,
     TokenLayout,
+    call_default,
     text_layout,
     unknown_text_layout,
     video_layout,
@@ -47,11 +47,6 @@ from interp.adapters.base import (
 
 JOINT = "joint"
 QWEN, BYT5, IMAGE_COND = "Qwen2.5-VL", "ByT5", "image-condition"
-
-
-def call_default(pipe: Any, argument: str) -> Any:
-    """The default of one of the pipeline's ``__call__`` arguments."""
-    return inspect.signature(type(pipe).__call__).parameters[argument].default
 
 
 def _take(lay: TokenLayout, idx: np.ndarray) -> TokenLayout:

@@ -23,7 +23,6 @@ a trace runs one prompt and one image per prompt, so an even batch means CFG.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -34,6 +33,7 @@ from interp.adapters.base import (
     DenoiserCall,
     SiteInfo,
     TokenLayout,
+    call_default,
     image_layout,
     text_layout,
     unknown_text_layout,
@@ -55,10 +55,6 @@ def t5_masked_layout(tokenizer: Any, text: str, max_length: int, encoder: str = 
         pad_id=tokenizer.pad_token_id,
         attention_mask=list(enc.attention_mask),
     )
-
-
-def _call_default(pipe: Any, argument: str) -> Any:
-    return inspect.signature(type(pipe).__call__).parameters[argument].default
 
 
 def _aspect_ratio_bins(pipeline_class: str, sample_size: int) -> dict | None:
@@ -133,7 +129,7 @@ class PixArtAdapter(Adapter):
             if embeds is not None:
                 n = int(embeds.shape[1])
             else:
-                n = int(call_kwargs.get("max_sequence_length") or _call_default(pipe, "max_sequence_length"))
+                n = int(call_kwargs.get("max_sequence_length") or call_default(pipe, "max_sequence_length"))
             return self.layout(pipe, name, text, call_kwargs, DenoiserCall(0.0, 1, (0, 0)), n, branch=branch)
         if name != IMAGE_LAYOUT:
             raise ValueError(f"unknown PixArt token layout {name!r}")

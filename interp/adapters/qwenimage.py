@@ -18,7 +18,6 @@ transformer on the positive prompt first and the negative second (call 0 ``cond`
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
@@ -31,6 +30,7 @@ from interp.adapters.base import (
     DenoiserCall,
     SiteInfo,
     TokenLayout,
+    call_default,
     image_layout,
     text_layout,
     unknown_text_layout,
@@ -125,7 +125,7 @@ class QwenImageAdapter(Adapter):
         s = pipe.vae_scale_factor
         rows = int(call_kwargs.get("height") or pipe.default_sample_size * s) // (s * 2)
         cols = int(call_kwargs.get("width") or pipe.default_sample_size * s) // (s * 2)
-        default = inspect.signature(type(pipe).__call__).parameters["max_sequence_length"].default
+        default = call_default(pipe, "max_sequence_length")
         txt = qwen_template_layout(pipe, text, int(call_kwargs.get("max_sequence_length") or default))
         return TokenLayout.concat([txt, image_layout(rows, cols)])
 
@@ -134,7 +134,7 @@ class QwenImageAdapter(Adapter):
         s = pipe.vae_scale_factor
         rows = int(call_kwargs.get("height") or pipe.default_sample_size * s) // (s * 2)
         cols = int(call_kwargs.get("width") or pipe.default_sample_size * s) // (s * 2)
-        default = inspect.signature(type(pipe).__call__).parameters["max_sequence_length"].default
+        default = call_default(pipe, "max_sequence_length")
         n_text = min(int(call_kwargs.get("max_sequence_length") or default), pipe.tokenizer_max_length)
         return n_text + rows * cols
 

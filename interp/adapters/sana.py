@@ -28,7 +28,6 @@ CFG is one batch ``[uncond, cond]``.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
@@ -41,16 +40,13 @@ from interp.adapters.base import (
     DenoiserCall,
     SiteInfo,
     TokenLayout,
+    call_default,
     image_layout,
     text_layout,
     unknown_text_layout,
 )
 
 IMAGE_LAYOUT, GEMMA_LAYOUT = "image", "gemma"
-
-
-def _call_default(pipe: Any, argument: str) -> Any:
-    return inspect.signature(type(pipe).__call__).parameters[argument].default
 
 
 def gemma_layout(
@@ -146,7 +142,7 @@ class SanaAdapter(Adapter):
         prepared = pipe._text_preprocessing(text, clean_caption=bool(call_kwargs.get("clean_caption", False)))[0]
         instruction = None
         if branch == "cond":
-            chi = call_kwargs.get("complex_human_instruction", _call_default(pipe, "complex_human_instruction"))
+            chi = call_kwargs.get("complex_human_instruction", call_default(pipe, "complex_human_instruction"))
             instruction = "\n".join(chi) if chi else None
         return gemma_layout(pipe.tokenizer, prepared, n_keys, instruction=instruction, select=branch == "cond")
 
@@ -157,7 +153,7 @@ class SanaAdapter(Adapter):
         if name == GEMMA_LAYOUT:
             embeds = call_kwargs.get("prompt_embeds")
             n = int(embeds.shape[1]) if embeds is not None else None
-            n = n or int(call_kwargs.get("max_sequence_length") or _call_default(pipe, "max_sequence_length"))
+            n = n or int(call_kwargs.get("max_sequence_length") or call_default(pipe, "max_sequence_length"))
             return self.layout(pipe, name, text, call_kwargs, DenoiserCall(0.0, 1, (0, 0)), n, branch=branch)
         if name != IMAGE_LAYOUT:
             raise ValueError(f"unknown SANA token layout {name!r}")

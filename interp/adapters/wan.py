@@ -22,7 +22,6 @@ calls in one site) is another pipeline class and not described here.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -33,17 +32,13 @@ from interp.adapters.base import (
     DenoiserCall,
     SiteInfo,
     TokenLayout,
+    call_default,
     text_layout,
     unknown_text_layout,
     video_layout,
 )
 
 VIDEO_LAYOUT, TEXT_LAYOUT = "video", "umt5"
-
-
-def call_default(pipe: Any, argument: str) -> Any:
-    """The default of one of the pipeline's ``__call__`` arguments."""
-    return inspect.signature(type(pipe).__call__).parameters[argument].default
 
 
 def padded_text_layout(tokenizer: Any, text: str, max_length: int, encoder: str) -> TokenLayout:
