@@ -229,9 +229,18 @@ class Adapter:
     def sites(self, pipe: Any) -> list[SiteInfo]:
         raise NotImplementedError
 
+    kind_groups: tuple[tuple[str, str], ...] = ()
+    """(group name, site kind) pairs: each names the sites of one kind (e.g. ("cross", "cross")); a group
+    with no site is left out."""
+
     def groups(self, sites: Sequence[SiteInfo]) -> dict[str, list[str]]:
-        """Named groups of site paths; every adapter has ``all``."""
-        return {"all": [s.path for s in sites]}
+        """Named groups of site paths: ``all``, then one per ``kind_groups`` entry that has sites."""
+        groups = {"all": [s.path for s in sites]}
+        for name, kind in self.kind_groups:
+            paths = [s.path for s in sites if s.kind == kind]
+            if paths:
+                groups[name] = paths
+        return groups
 
     sample_arg: tuple[str, int] = ("hidden_states", 0)  # the denoiser's latent argument: keyword, position
     timestep_arg: tuple[str, int] = ("timestep", 2)  # its timestep argument: keyword, position

@@ -77,11 +77,7 @@ class FluxAdapter(Adapter):
             )
         return out
 
-    def groups(self, sites: Any) -> dict[str, list[str]]:
-        groups = super().groups(sites)
-        groups["double"] = [s.path for s in sites if s.kind == "joint"]
-        groups["single"] = [s.path for s in sites if s.kind == "single"]
-        return {k: v for k, v in groups.items() if v}
+    kind_groups = (("double", "joint"), ("single", "single"))
 
     def read_call(self, args: tuple, kwargs: dict[str, Any]) -> DenoiserCall:
         hidden = self.argument(args, kwargs, self.sample_arg)

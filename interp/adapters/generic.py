@@ -126,13 +126,7 @@ class GenericAdapter(Adapter):
             self._warned = True
         return out
 
-    def groups(self, sites: Any) -> dict[str, list[str]]:
-        groups = super().groups(sites)
-        for kind in ("joint", "self", "cross"):
-            paths = [s.path for s in sites if s.kind == kind]
-            if paths:
-                groups[kind] = paths
-        return groups
+    kind_groups = (("joint", "joint"), ("self", "self"), ("cross", "cross"))
 
     def read_timestep(self, args: tuple, kwargs: dict[str, Any]) -> tuple[float, torch.dtype | None]:
         """The received timestep, mapped back to the scheduler's direction (``TIMESTEPS``; the clock then

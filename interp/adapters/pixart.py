@@ -88,11 +88,7 @@ class PixArtAdapter(Adapter):
                 out.append(SiteInfo(f"transformer_blocks.{i}.attn2", i, "cross", False, T5_LAYOUT, IMAGE_LAYOUT))
         return out
 
-    def groups(self, sites: Any) -> dict[str, list[str]]:
-        groups = super().groups(sites)
-        groups["self"] = [s.path for s in sites if s.kind == "self"]
-        groups["cross"] = [s.path for s in sites if s.kind == "cross"]
-        return {k: v for k, v in groups.items() if v}
+    kind_groups = (("self", "self"), ("cross", "cross"))
 
     def uses_cfg(self, pipe: Any) -> bool:
         return True  # see the module docstring: an even batch of one prompt is a CFG batch

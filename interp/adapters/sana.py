@@ -116,11 +116,7 @@ class SanaAdapter(Adapter):
         """Paths of the linear self-attention modules (``interp.kernels.linear`` computes their statistics)."""
         return [f"transformer_blocks.{i}.attn1" for i in range(len(pipe.transformer.transformer_blocks))]
 
-    def groups(self, sites: Any) -> dict[str, list[str]]:
-        groups = super().groups(sites)
-        groups["cross"] = [s.path for s in sites if s.kind == "cross"]
-        groups["linear"] = [s.path for s in sites if s.kind == "linear"]
-        return {k: v for k, v in groups.items() if v}
+    kind_groups = (("cross", "cross"), ("linear", "linear"))
 
     def layout(
         self,

@@ -83,11 +83,7 @@ class WanAdapter(Adapter):
             out.append(SiteInfo(f"blocks.{i}.attn2", i, "cross", False, TEXT_LAYOUT, VIDEO_LAYOUT))
         return out
 
-    def groups(self, sites: Any) -> dict[str, list[str]]:
-        groups = super().groups(sites)
-        groups["self"] = [s.path for s in sites if s.kind == "self"]
-        groups["cross"] = [s.path for s in sites if s.kind == "cross"]
-        return {k: v for k, v in groups.items() if v}
+    kind_groups = (("self", "self"), ("cross", "cross"))
 
     def read_call(self, args: tuple, kwargs: dict[str, Any]) -> DenoiserCall:
         """A (B, C, F, H, W) latent."""
