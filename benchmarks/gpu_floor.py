@@ -13,9 +13,9 @@ code path users run), each case interleaved with the plain pipeline of the same 
 - FLUX.1-dev transformer (19 double + 38 single blocks, 24 heads x 128), 512 px by default (1024
   image + 512 text tokens; the ratio is per step), no CFG (guidance-distilled): mass + entropy on all layers;
 - compiled SD3 (every block's ``module.compile()``, regional; ``--full-compile``: the transformer's):
-  the compiled plain pipeline, and a trace of the compiled model, which the engine refuses before
-  generation on this branch (``sites.compiled``): the refusal is recorded in the table, with the eager
-  trace's time against the compiled plain time for reference.
+  the compiled plain pipeline against traces of the compiled model (``sites.routed``): mass + entropy on
+  all layers, and everything (+ mass_topk + act_norms at pre_out; post_out is refused when compiled),
+  each checked bit-identical to the compiled plain output.
 
 SD3 and SDXL weights cannot be downloaded here, so the text encoders are the built-in tiny ones and
 the benchmark passes random prompt embeddings of the real shapes (the prompt text only labels the
@@ -370,6 +370,21 @@ def markdown(res: dict) -> str:
         if name == "sd3" and peaks:
             ok = "yes" if max(peaks) <= 0.5 else "no"
             lines.append(f"| sd3: peak GPU memory, worst case | | | | | | | {max(peaks):+.2f} | <= +0.50 | {ok} |")
+        comp = fam.get("compiled", {})
+        base = comp.get("compiled_plain_median_ms")
+        for label, tgt in (("mass+entropy", None), ("everything", 1.20)):
+            r = comp.get(f"compiled_trace_{label}_vs_compiled_plain")
+            if r is None or base is None:
+                continue
+            same = comp.get("bit_identical_everything" if label == "everything" else "bit_identical_to_compiled_plain")
+            trace_ms = statistics.median(comp[f"compiled_trace_{label}_all_ms"])
+            min_r = comp[f"compiled_trace_{label}_vs_compiled_plain_min"]
+            met = "" if tgt is None else ("yes" if r <= tgt else "no")
+            lines.append(
+                f"| {name}: compiled trace, {label} all layers (vs compiled plain; bit-identical: {same}) | "
+                f"{fam['steps']} | {base:.1f} | {trace_ms:.1f} | {r:.3f} | {min_r:.3f} | | | "
+                f"{'' if tgt is None else f'<= {tgt:.2f}'} | {met} |"
+            )
         for extra in ("compiled", "bit_identical", "note", "error"):
             if extra in fam:
                 lines.append(f"| {name}: {extra} | {json.dumps(fam[extra])[:600].replace('|', '/')} |||||||||")
@@ -401,8 +416,8 @@ def sd3_cases(n_layers: int) -> list[Case]:
 
 
 def compiled_rows(model: Model, args: argparse.Namespace, budget: Budget, results: dict, save: Callable) -> None:
-    """Compile the denoiser in place; time compiled plain against eager plain and the eager trace;
-    record what a trace of the compiled model does (refused before generation on this branch)."""
+    """Compile the denoiser in place; time compiled plain against eager plain and traces of the compiled
+    model (mass + entropy, everything), each checked bit-identical to the compiled plain output."""
     dev = args.device
     fam = results["families"].setdefault("sd3", {"model": model.description, "steps": model.steps, "cases": {}})
     info: dict[str, Any] = {"status": "compiling (if this stays, the run ended during compilation)"}
@@ -424,9 +439,13 @@ def compiled_rows(model: Model, args: argparse.Namespace, budget: Budget, result
         info["compile_and_first_call_s"] = time.perf_counter() - t0
         info["status"] = "compiled"
         traced = Case("trace", lambda: record(*ME, layers="all"))
+        everything = Case("trace", lambda: record(*ME_TOPK_NORMS, layers="all", where="pre_out"))
+        ref = None
         try:
-            call(model, traced, model.steps)
+            ref = call(model, plain, model.steps)
+            out = call(model, traced, model.steps)  # compiles the traced graphs (the route, sites.routed)
             info["trace_of_compiled"] = "ran"
+            info["bit_identical_to_compiled_plain"] = bool(torch.equal(out, ref))
         except Exception as exc:
             info["trace_of_compiled"] = f"refused: {type(exc).__name__}: {exc}"[:700]
         rounds = args.repeats if budget.left() > 10 else 1
@@ -440,6 +459,20 @@ def compiled_rows(model: Model, args: argparse.Namespace, budget: Budget, result
             info["compiled_plain_vs_eager_plain"] = info["compiled_plain_median_ms"] / eager
         if me:
             info["eager_trace_vs_compiled_plain"] = me / info["compiled_plain_median_ms"]
+        if info["trace_of_compiled"] == "ran":
+            for label, case in (("mass+entropy", traced), ("everything", everything)):
+                if budget.left() < 5:
+                    break
+                if label == "everything":
+                    out = call(model, case, model.steps)  # compiles the variant with module outputs
+                    info["bit_identical_everything"] = bool(torch.equal(out, ref))
+                tr = [1e3 * timed(lambda c=case: call(model, c, model.steps), dev)["wall"] for _ in range(rounds)]
+                info[f"compiled_trace_{label}_all_ms"] = tr
+                info[f"compiled_trace_{label}_vs_compiled_plain"] = (
+                    statistics.median(tr) / info["compiled_plain_median_ms"]
+                )
+                info[f"compiled_trace_{label}_vs_compiled_plain_min"] = min(tr) / min(walls)
+                save()
     except Exception as exc:
         info["error"] = f"{type(exc).__name__}: {exc}"[:800]
         traceback.print_exc()

@@ -113,12 +113,14 @@ class StepClock:
     _host_tables: dict[str, tuple[tuple, np.ndarray]] = field(default_factory=dict, repr=False)
 
     # --- installation ----------------------------------------------------------------------------
-    def install(self, inst: Any, denoiser: Any) -> None:
+    def install(self, inst: Any, denoiser: Any, *, pre_hook: bool = True) -> None:
         """Attach the scheduler-step counter and the denoiser pre-hook to ``inst`` (an
-        ``Installation``), which removes both."""
+        ``Installation``), which removes both. ``pre_hook=False``: the caller calls ``pre_hook`` itself
+        (a compiled denoiser's route, ``interp.sites.routed``)."""
         self._scheduler = self.pipe.scheduler
         inst.add_handle(_SchedulerStepWrapper(self._scheduler, self._on_scheduler_step))
-        inst.add_handle(denoiser.register_forward_pre_hook(self.pre_hook, with_kwargs=True))
+        if pre_hook:
+            inst.add_handle(denoiser.register_forward_pre_hook(self.pre_hook, with_kwargs=True))
 
     # --- events ----------------------------------------------------------------------------------
     def _on_scheduler_step(self) -> None:

@@ -224,7 +224,10 @@ class Adapter:
         return type(pipe).__name__ in cls.pipeline_classes
 
     def denoiser(self, pipe: Any) -> nn.Module:
-        return getattr(pipe, self.denoiser_attr)
+        """The pipeline's denoiser; inside a ``torch.compile(module)`` wrapper, the module it wraps (whose
+        paths, hooks and configuration are the model's own; the wrapper calls its hooks eagerly)."""
+        module = getattr(pipe, self.denoiser_attr)
+        return getattr(module, "_orig_mod", module) if type(module).__name__ == "OptimizedModule" else module
 
     def sites(self, pipe: Any) -> list[SiteInfo]:
         raise NotImplementedError

@@ -15,7 +15,8 @@ arguments) and returns a :class:`Prepared`, or raises before anything is generat
 3. the edits are checked against the planned token layout, the heads and their sources
    (``edits.validate``), which returns each edit's replay or patch source;
 4. the attention maps fit their memory budget (``maps_budget``);
-5. no compiled region would hide a site or the clock (``sites.compiled``).
+5. a compiled denoiser's regions are found, and what its route cannot trace is refused
+   (``sites.compiled``; the session then installs ``sites.routed`` instead of per-trace hooks).
 
 Everything later stages need is on the ``Prepared``: the requests, the edits' sources, the call's
 texts and the provenance (computed here, once, before generation). Nothing is installed and the
@@ -110,6 +111,7 @@ class Prepared:
     sources: Mapping[int, Any]  # per edit index: its replay source or patch source trace
     provenance: Mapping[str, str]
     meaning: TraceMeaning | None = None  # with a store: what the sample adds to its meaning
+    compiled: tuple[tuple[str, str], ...] = ()  # (path, how) of the denoiser's compiled regions
 
     @property
     def texts(self) -> dict[str, str | None]:
@@ -187,5 +189,6 @@ def prepare(
         seed=call.seed,
     )
     check_map_budget(plan, requests, denoiser, adapter, pipe, dict(call.kwargs), call.texts)
-    check_compiled(denoiser, requests)
-    return Prepared(pipe, adapter, denoiser, plan, call, kernel, tuple(requests), sources, prov, meaning)
+    # the pipeline's own attribute: a torch.compile wrapper around the denoiser counts as compiled
+    compiled = check_compiled(getattr(pipe, adapter.denoiser_attr, denoiser), requests)
+    return Prepared(pipe, adapter, denoiser, plan, call, kernel, tuple(requests), sources, prov, meaning, compiled)

@@ -13,7 +13,11 @@ lives exactly as long as one generation:
   attention module, the site hooks (``interp.sites.intercept``) whose SDPA handler is the observer's
   (or one the caller wraps around it: the module-tree interop calls its site modules there); on
   exit, also after an exception, every hook is removed (``Installation.remove``), so the pipeline is
-  exactly as it was.
+  exactly as it was;
+- for a compiled denoiser (``Prepared.compiled``), the stable route of ``interp.sites.routed`` instead
+  of per-site hooks: the same handlers, reached through graph breaks at the attention kernel, and a
+  check when the block ends without error that every named site reached its handler once per denoiser
+  call (``CompiledTraceError`` otherwise, before anything is stored).
 
 ``latents_hook`` (optional) receives the tensors ``pipe.prepare_latents`` returns during the block
 (the sweep hashes the first to check that conditions sharing a seed drew the same noise). diffusers
@@ -39,6 +43,7 @@ from interp.engine.observer import Observer, SiteRequest
 from interp.engine.prepare import Prepared
 from interp.kernels.cache import KernelCache
 from interp.sites.intercept import Installation, SDPACall, SiteHooks
+from interp.sites.routed import CompiledRoute, RouteInstallation
 
 HandlerFactory = Callable[[Observer, SiteRequest], Callable[[SDPACall], Tensor]]
 """(observer, site request) -> the SDPA handler of that site (default: the observer's own)."""
@@ -107,33 +112,37 @@ class Session:
         self._post_output = post_output
         self._latents_hook = latents_hook
         self._installation: Installation | None = None
+        self._route: RouteInstallation | None = None
 
     def __enter__(self) -> Session:
         inst = Installation()
         self._installation = inst
         try:
             denoiser = self.prepared.denoiser
-            self.clock.install(inst, denoiser)
+            routed = bool(self.prepared.compiled)
+            self.clock.install(inst, denoiser, pre_hook=not routed)
+            handlers, outputs, linear = {}, {}, {}
             for req in self.prepared.requests:
                 path = req.site.path
                 wants_post = self._post_output and req.norm_record is not None and "post_out" in req.norm_record.where
                 if req.site.linear:
-                    sdpa = partial(self.observer.on_linear, path)
+                    linear[path] = partial(self.observer.on_linear, path)
                 else:
-                    sdpa = (
+                    handlers[path] = (
                         partial(self.observer.on_sdpa, path)
                         if self._handler is None
                         else self._handler(self.observer, req)
                     )
-                inst.add_site(
-                    SiteHooks(
-                        path,
-                        denoiser.get_submodule(path),
-                        sdpa,
-                        partial(self.observer.on_output, path) if wants_post else None,
-                        linear=req.site.linear,
+                if wants_post:
+                    outputs[path] = partial(self.observer.on_output, path)
+            if routed:
+                self._route = self._attach_route(denoiser, handlers)
+                inst.add_handle(self._route)
+            else:
+                for path, handler in (*handlers.items(), *linear.items()):
+                    inst.add_site(
+                        SiteHooks(path, denoiser.get_submodule(path), handler, outputs.get(path), linear=path in linear)
                     )
-                )
             if self._latents_hook is not None:
                 inst.add_handle(LatentsProbe(self.prepared.pipe, self._latents_hook))
         except BaseException:
@@ -141,7 +150,23 @@ class Session:
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self._installation is not None:
+    def _attach_route(self, denoiser: Any, handlers: dict) -> RouteInstallation:
+        """The compiled denoiser's stable route (every softmax site of the model), attached for this trace."""
+        sites = [
+            (s.path, denoiser.get_submodule(s.path))
+            for s in self.prepared.adapter.sites(self.prepared.pipe)
+            if not s.linear
+        ]
+        route = CompiledRoute.of(denoiser, sites)
+        return route.attach(denoiser, handlers, self.clock.pre_hook)
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self._installation is None:
+            return
+        try:
+            if exc_type is None and self._route is not None:
+                self._route.check()
+        finally:
             self._installation.remove()
             self._installation = None
+            self._route = None
