@@ -11,9 +11,9 @@ pipeline call:
   ``mass`` and ``entropy`` on all 24 layers (the reference for what tracing costs without compile);
 - ``compiled_plain``: after ``pipe.transformer.compile()`` (in place, ``--form inplace``, default) or
   ``pipe.transformer = torch.compile(pipe.transformer)`` (``--form wrapper``) and one warm-up call;
-- ``compiled_trace``: the same trace on the compiled pipeline. If interp refuses it (the
-  ``CompiledDenoiserError`` raised before generation), the exact message is written to the results
-  instead of a time, and nothing else is affected.
+- ``compiled_trace``: the same trace on the compiled pipeline (traced through the compiled denoiser's
+  stable route, ``interp.sites.routed``; its first call compiles the traced graphs). An error is written
+  to the results instead of a time, and nothing else is affected.
 
 The first call of each compiled case (compilation, recompilation) is timed separately and not part of
 the medians. Each case runs ``--runs`` times, interleaved in rounds; medians and minima are reported,
