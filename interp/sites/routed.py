@@ -110,7 +110,6 @@ class CompiledRoute:
         self.modules: dict[str, nn.Module] = dict(sites)
         self.key_name = _common_parameter(self.modules)
         self.current: nn.Module | None = None
-        self.busy = False
         self.handlers: dict[str, SDPAHandler] = {}
         self.clock: ClockHook | None = None
         self.calls: Counter[str] = Counter()
@@ -125,7 +124,7 @@ class CompiledRoute:
 
             def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
                 kwargs = kwargs or {}
-                if func is F.scaled_dot_product_attention and not route.busy:
+                if func is F.scaled_dot_product_attention:
                     module = route.current
                     if module is not None:
                         b = dict(zip(_SDPA_NAMES, args, strict=False))
@@ -179,14 +178,13 @@ class CompiledRoute:
     def run_sdpa(self, args: tuple, kwargs: dict[str, Any], key: Tensor) -> Tensor:
         path = self.site_of(key)
         handler = self.handlers.get(path) if path is not None else None
-        self.busy = True  # the handler's own kernel calls pass through the mode
-        try:
+        # the handler's own torch calls go straight to torch: not through the mode again (which would route
+        # its kernel call back here), and without a Python __torch_function__ round trip per call
+        with torch._C.DisableTorchFunction():
             if handler is None:
                 return F.scaled_dot_product_attention(*args, **kwargs)
             self.calls[path] += 1
             return handler(_parse_sdpa(F.scaled_dot_product_attention, args, kwargs))
-        finally:
-            self.busy = False
 
     def _route_denoiser_pre(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         self.denoiser_calls += 1
@@ -208,7 +206,7 @@ class CompiledRoute:
             raise BackendError(f"sites {unknown} are not softmax attention sites of this compiled denoiser")
         self.handlers, self.clock = dict(handlers), clock
         self.calls, self.denoiser_calls = Counter(), 0
-        self.current, self.busy = None, False
+        self.current = None
         handles = [denoiser.register_forward_pre_hook(self.denoiser_pre, with_kwargs=True)]
         for module in self.modules.values():
             handles.append(module.register_forward_pre_hook(self.pre))
@@ -216,7 +214,7 @@ class CompiledRoute:
         return RouteInstallation(self, handles, self.mode)
 
     def detach(self) -> None:
-        self.handlers, self.clock, self.current, self.busy = {}, None, None, False
+        self.handlers, self.clock, self.current = {}, None, None
 
 
 def _common_parameter(modules: dict[str, nn.Module]) -> str:
