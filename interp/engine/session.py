@@ -16,8 +16,9 @@ lives exactly as long as one generation:
   exactly as it was;
 - for a compiled denoiser (``Prepared.compiled``), the stable route of ``interp.sites.routed`` instead
   of per-site hooks: the same handlers, reached through the ``interp::routed_sdpa`` custom op that
-  replaces the attention kernel in the compiled graph, and a check when the block ends without error that every named site reached its handler once per denoiser
-  call (``CompiledTraceError`` otherwise, before anything is stored).
+  replaces the attention kernel in the compiled graph, and a check when the block ends without error
+  that every named site reached its handler once per denoiser call (``CompiledTraceError`` otherwise,
+  before anything is stored).
 
 ``latents_hook`` (optional) receives the tensors ``pipe.prepare_latents`` returns during the block
 (the sweep hashes the first to check that conditions sharing a seed drew the same noise). diffusers
