@@ -1,10 +1,10 @@
-"""Probe: can a compiled denoiser's attention calls be routed to per-site handlers? (issue 16; not library code)
+"""Probe: why per-trace routing objects fail on a compiled denoiser (issue 16; not library code)
 
 Why this exists
 ---------------
-interp refuses compiled denoisers (``interp/sites/compiled.py``); ``docs/howto/compiled.md`` explains
-why and what a future implementation needs. This script reproduces the evidence on the tiny SD3
-pipeline (CPU is enough):
+interp traces compiled denoisers through one *stable* route per denoiser (``interp/sites/routed.py``,
+``docs/howto/compiled.md``). This script keeps the evidence for that design: it routes with *fresh*
+objects per trace, as eager tracing does, on the tiny SD3 pipeline (CPU is enough):
 
 1. compile the transformer in place (``--backend inductor`` for real code generation, ``eager`` for a
    fast check of dynamo's tracing alone) and run the plain pipeline once;
