@@ -51,14 +51,18 @@ def cluster_codes(clusters: object) -> tuple[np.ndarray, np.ndarray]:
     return rank[inverse.reshape(-1)], uniq[order]
 
 
-def cluster_means(values: np.ndarray, clusters: object) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of ``values`` per cluster, in first-appearance order; returns ``(means, labels)``."""
+def cluster_sums(values: np.ndarray, clusters: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sum and count of ``values`` per cluster, in first-appearance order; returns ``(sums, counts, labels)``."""
     x = np.asarray(values, dtype=np.float64)
     codes, labels = cluster_codes(clusters)
     if codes.shape[0] != x.shape[0]:
         raise ValueError(f"clusters has {codes.shape[0]} labels but values has {x.shape[0]} values")
-    sums = np.bincount(codes, weights=x, minlength=labels.size)
-    counts = np.bincount(codes, minlength=labels.size)
+    return np.bincount(codes, weights=x, minlength=labels.size), np.bincount(codes, minlength=labels.size), labels
+
+
+def cluster_means(values: np.ndarray, clusters: object) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of ``values`` per cluster, in first-appearance order; returns ``(means, labels)``."""
+    sums, counts, labels = cluster_sums(values, clusters)
     return sums / counts, labels
 
 

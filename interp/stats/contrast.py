@@ -29,7 +29,7 @@ import numpy as np
 
 from interp.stats._checks import as_1d, as_labels, check_alternative, check_level, check_nan_policy
 from interp.stats.bootstrap import bootstrap_ci, paired_bootstrap_ci
-from interp.stats.clustered import cluster_means
+from interp.stats.clustered import cluster_sums
 from interp.stats.results import BootstrapCI, TestResult
 from interp.stats.significance import one_sample_ttest, wilcoxon_signed_rank
 
@@ -120,9 +120,11 @@ def difference_of_differences(
     ci = bootstrap_ci(d, clusters=labels, **boot)
     ratio_ci = None
     if ratio:
-        if labels is not None:  # prompts are the resampled units: ratio of per-prompt mean effects
-            s_u, _ = cluster_means(s_eff, labels)
-            c_u, _ = cluster_means(c_eff, labels)
+        if labels is not None:  # prompts are the resampled units, with all their pairs: the ratio of the
+            # per-prompt *sums* is the pooled mean(sink) / mean(control) (the estimate reported beside
+            # it); a ratio of per-prompt means would weight prompts equally, another statistic
+            s_u, _, _ = cluster_sums(s_eff, labels)
+            c_u, _, _ = cluster_sums(c_eff, labels)
         else:
             s_u, c_u = s_eff, c_eff
         ratio_ci = paired_bootstrap_ci(s_u, c_u, statistic=_ratio_of_means, **boot)

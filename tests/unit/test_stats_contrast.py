@@ -78,6 +78,21 @@ def test_clustered_contrast_uses_prompt_means():
     assert res.ci == S.cluster_bootstrap_ci(sink - control, prompts, n_resamples=400, seed=1)
 
 
+def test_clustered_ratio_ci_is_of_the_pooled_ratio_it_reports():
+    """Prompts with unequal numbers of pairs: the ratio CI resamples prompts with all their pairs, and its
+    statistic is the pooled mean(sink) / mean(control), so the estimate printed beside it (the pooled
+    ratio) is the one the interval is about (an equal-weight ratio of per-prompt means was not)."""
+    rng = np.random.default_rng(4)
+    sizes = np.array([1, 1, 1, 2, 2, 3, 8, 12, 20, 30])  # a few prompts with many pairs, as in the study
+    prompts = np.repeat(np.arange(sizes.size), sizes)
+    heavy = np.repeat(sizes >= 8, sizes)
+    sink = np.where(heavy, rng.gamma(2.0, 0.01, prompts.size), rng.gamma(8.0, 0.05, prompts.size))
+    control = rng.gamma(2.0, 0.01, prompts.size)
+    res = S.difference_of_differences(sink, control, ratio=True, clusters=prompts, n_resamples=2000, seed=3)
+    assert res.ratio.estimate == pytest.approx(sink.mean() / control.mean(), rel=1e-12)
+    assert res.ratio.low <= res.ratio.estimate <= res.ratio.high
+
+
 def test_nan_in_any_of_three_drops_the_pair_and_misalignment_raises():
     sink, control, base = _runs(4)
     base[3], sink[7], control[11] = np.nan, np.nan, np.nan
