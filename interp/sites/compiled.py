@@ -78,16 +78,21 @@ def _uses_cudagraphs(ctx: Any) -> bool:
     return False
 
 
+def _regions(denoiser: nn.Module) -> list[tuple[str, str, Any]]:
+    """(module path, how, compiled callable) of every compiled module, the denoiser itself as ``""``."""
+    return [(path, *found) for path, mod in denoiser.named_modules() if (found := _compiled_callable(mod))]
+
+
 def compiled_regions(denoiser: nn.Module) -> list[tuple[str, str]]:
     """(module path, how) of every compiled module in the denoiser, the denoiser itself as ``""``."""
-    return [(path, found[0]) for path, mod in denoiser.named_modules() if (found := _compiled_callable(mod))]
+    return [(path, how) for path, how, _ in _regions(denoiser)]
 
 
 def check_compiled(denoiser: nn.Module, requests: Iterable[Any] = ()) -> tuple[tuple[str, str], ...]:
     """The denoiser's compiled regions (empty: trace it eagerly); refuses, before generation, the
     combinations the compiled route cannot trace (module docstring)."""
-    found = [(path, c) for path, mod in denoiser.named_modules() if (c := _compiled_callable(mod))]
-    for path, (how, compiled) in found:
+    found = _regions(denoiser)
+    for path, how, compiled in found:
         where = "the denoiser" if path == "" else f"its submodule {path}"
         ctx = _compile_context(compiled)
         if ctx is not None and _uses_cudagraphs(ctx):
@@ -112,4 +117,4 @@ def check_compiled(denoiser: nn.Module, requests: Iterable[Any] = ()) -> tuple[t
                 "compiled graph keeps inside a fused kernel). Record act_norms(where='pre_out'), or trace the "
                 "uncompiled model. Nothing was generated."
             )
-    return tuple((path, how) for path, (how, _c) in found)
+    return tuple((path, how) for path, how, _ in found)
